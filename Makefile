@@ -1,0 +1,39 @@
+# One entry point for set-up, tests and the dataset build. Every target creates the
+# environment first if it is missing, so a fresh clone needs nothing but Python.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+TORCH  := torch==2.13.0
+DEEPSPEED := deepspeed==0.19.8
+DATA   ?= build/demo
+
+.PHONY: venv test lint build-dataset pretrain bench clean
+
+venv: $(STAMP)
+
+# torch goes in first, from the local CPU build, so nothing later can pull the CUDA build;
+# DeepSpeed is built without ops and without build isolation so its build sees that torch.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install -q $(TORCH)
+	DS_BUILD_OPS=0 $(BIN)/python -m pip install -q --no-build-isolation $(DEEPSPEED)
+	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -c "import torch, sys; v = torch.__version__; sys.exit(0 if v.startswith('2.13.0') and torch.version.cuda is None else f'pip replaced torch: {v} cuda={torch.version.cuda}')"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check hyper400k specaware pipelines tests benchmarks
+
+build-dataset: $(STAMP)
+	$(BIN)/hyper400k demo $(DATA)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/read.py --quick
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,139 @@
+"""Georeferencing: ENVI ``map info`` -> CRS + full rotated affine, GSD and WGS-84 footprints.
+
+Parsed by hand to keep the header's full precision and the rotation term; the convention matches
+GDAL's ENVI driver (checked against rasterio in the tests): for ``rotation=θ`` degrees,
+``a = cosθ·xs, b = sinθ·xs, d = sinθ·ys, e = -cosθ·ys``, origin shifted from the 1-based
+reference pixel.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pyproj import CRS, Transformer
+
+from hyper400k.envi_header import EnviHeader, split_list
+from hyper400k.errors import HeaderError
+
+Affine6 = tuple[float, float, float, float, float, float]
+
+
+@dataclass(frozen=True)
+class GeoRef:
+    """A product's CRS (as ``EPSG:n`` or WKT) and its 6-term affine in rasterio order."""
+
+    crs: str
+    transform: Affine6
+
+    @property
+    def gsd_m(self) -> float:
+        """Ground sampling distance: the length of one pixel step along a line."""
+        a, _, _, d, _, _ = self.transform
+        return float(math.hypot(a, d))
+
+
+def parse_map_info(header: EnviHeader) -> GeoRef | None:
+    """The georeference in ``map info`` (and ``coordinate system string``), or None when absent."""
+    raw = header.get("map info")
+    if raw is None:
+        return None
+    items = split_list(raw)
+    if len(items) < 7:
+        raise HeaderError(header.path, f"'map info' has {len(items)} fields, expected at least 7: {raw!r}")
+    options = {k.strip().lower(): v.strip() for k, _, v in (i.partition("=") for i in items if "=" in i)}
+    values = [i for i in items if "=" not in i]
+    projection = values[0].lower()
+    try:
+        ref_x, ref_y, east, north, size_x, size_y = (float(v) for v in values[1:7])
+    except ValueError as exc:
+        raise HeaderError(
+            header.path, f"'map info' has a non-numeric position or pixel size: {raw!r}"
+        ) from exc
+    crs = _crs_from_map_info(header, projection, values)
+    theta = math.radians(float(options.get("rotation", 0.0)))
+    cos_t, sin_t = math.cos(theta), math.sin(theta)
+    a, b = cos_t * size_x, sin_t * size_x
+    d, e = sin_t * size_y, -cos_t * size_y
+    c = east - (ref_x - 1.0) * a - (ref_y - 1.0) * b
+    f = north - (ref_x - 1.0) * d - (ref_y - 1.0) * e
+    return GeoRef(crs=crs, transform=(a, b, c, d, e, f))
+
+
+def _crs_from_map_info(header: EnviHeader, projection: str, values: list[str]) -> str:
+    wkt = header.get("coordinate system string")
+    if wkt:
+        return CRS.from_wkt(split_list(wkt)[0] if wkt.startswith("{") else wkt).to_string()
+    if projection == "utm":
+        if len(values) < 9:
+            raise HeaderError(header.path, "UTM 'map info' lacks zone and hemisphere")
+        zone, hemisphere = int(values[7]), values[8].strip().lower()
+        datum = values[9].strip().upper() if len(values) > 9 else "WGS-84"
+        if datum not in ("WGS-84", "WGS84"):
+            raise HeaderError(header.path, f"UTM datum {datum!r} is not supported (only WGS-84)")
+        return f"EPSG:{(32600 if hemisphere.startswith('n') else 32700) + zone}"
+    if projection in ("geographic lat/lon", "geographic"):
+        return "EPSG:4326"
+    raise HeaderError(header.path, f"map projection {values[0]!r} needs a 'coordinate system string' (WKT)")
+
+
+def corner_points(transform: Affine6, lines: int, samples: int) -> list[tuple[float, float]]:
+    """The four outer corners of the pixel grid in map coordinates, clockwise from the origin."""
+    a, b, c, d, e, f = transform
+    corners = [(0, 0), (samples, 0), (samples, lines), (0, lines)]
+    return [(a * col + b * row + c, d * col + e * row + f) for col, row in corners]
+
+
+def footprint_from_transform(crs: str, transform: Affine6, lines: int, samples: int) -> dict[str, Any]:
+    """GeoJSON Polygon (WGS-84 lon/lat) of the four transformed corners."""
+    to_wgs84 = Transformer.from_crs(CRS.from_user_input(crs), CRS.from_epsg(4326), always_xy=True)
+    ring = [to_wgs84.transform(x, y) for x, y in corner_points(transform, lines, samples)]
+    return polygon(ring)
+
+
+def polygon(ring: list[tuple[float, float]]) -> dict[str, Any]:
+    """A closed, counter-clockwise GeoJSON Polygon from corner (lon, lat) pairs."""
+    pts = [(float(x), float(y)) for x, y in ring]
+    signed_area = sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(pts, pts[1:] + pts[:1], strict=True))
+    if signed_area < 0:
+        pts.reverse()
+    return {"type": "Polygon", "coordinates": [[list(p) for p in [*pts, pts[0]]]]}
+
+
+def footprint_from_lonlat(lon: np.ndarray, lat: np.ndarray) -> dict[str, Any]:
+    """Footprint of an unprojected product from its ``loc`` corner pixels (lon/lat arrays, lines×samples)."""
+    corners = [(0, 0), (0, -1), (-1, -1), (-1, 0)]
+    return polygon([(lon[r, c], lat[r, c]) for r, c in corners])
+
+
+def gsd_from_lonlat(lon: np.ndarray, lat: np.ndarray) -> float | None:
+    """Mean along-line pixel spacing in metres from per-pixel lon/lat (haversine at the scene centre)."""
+    rows, cols = lon.shape
+    if cols < 2:
+        return None
+    r, c = rows // 2, min(cols // 2, cols - 2)
+    lat0, lat1 = np.radians(lat[r, c]), np.radians(lat[r, c + 1])
+    dlat, dlon = lat1 - lat0, np.radians(lon[r, c + 1] - lon[r, c])
+    h = np.sin(dlat / 2) ** 2 + np.cos(lat0) * np.cos(lat1) * np.sin(dlon / 2) ** 2
+    return float(2 * 6_371_008.8 * np.arcsin(np.sqrt(h)))
+
+
+def format_map_info(crs_epsg: int, transform: Affine6, rotation_deg: float, size: float) -> str:
+    """ENVI ``map info`` for a UTM/WGS-84 grid (used by the product generator)."""
+    zone = crs_epsg % 100
+    hemisphere = "North" if crs_epsg < 32700 else "South"
+    _, _, c, _, _, f = transform
+    return (
+        f"{{UTM, 1.000, 1.000, {c:.3f}, {f:.3f}, {size!r}, {size!r}, {zone}, {hemisphere}, WGS-84, "
+        f"units=Meters, rotation={rotation_deg!r}}}"
+    )
+
+
+def rotated_transform(origin_x: float, origin_y: float, size: float, rotation_deg: float) -> Affine6:
+    """The affine an ENVI ``map info`` with this origin, pixel size and rotation describes."""
+    theta = math.radians(rotation_deg)
+    a, b = math.cos(theta) * size, math.sin(theta) * size
+    d, e = math.sin(theta) * size, -math.cos(theta) * size
+    return (a, b, origin_x, d, e, origin_y)

@@ -1,0 +1,160 @@
+"""Open an ENVI product and assemble its :class:`SceneMeta` with the sensor's rules applied.
+
+Sensor rules used here, all from the sensor definition or the header: AVIRIS-Classic L1 DN are divided
+by per-channel gains (the ``.gain`` companion, else the documented defaults, with a warning); L2 stored
+as integers are divided by the header's ``reflectance scale factor`` (default 10000 for integer data,
+1 for float data); fill is the header's ``data ignore value``, else -9999 for JPL products.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from hyper400k.bands import band_info_from_header
+from hyper400k.envi_header import EnviHeader, find_data_file, find_header
+from hyper400k.errors import HeaderError, UnsupportedProductError
+from hyper400k.geo import footprint_from_lonlat, footprint_from_transform, gsd_from_lonlat, parse_map_info
+from hyper400k.readers.companions import find_companions, read_corners, read_geometry, with_time_of_day
+from hyper400k.readers.envi import EnviScene
+from hyper400k.readers.metadata import acquisition_time, product_id_of, resolve_identity, units_for
+from hyper400k.scene import Geometry, SceneMeta
+from hyper400k.sensors import aviris_classic, good_band_mask, identify, sensor
+
+log = logging.getLogger(__name__)
+JPL_FILL = -9999.0
+DEFAULT_REFLECTANCE_SCALE = 10000.0
+
+
+def resolve_paths(path: Path) -> tuple[Path, Path]:
+    """(header, data) for a path given as either the header or the data file."""
+    if path.suffix.lower() == ".hdr":
+        return path, find_data_file(path)
+    return find_header(path), path
+
+
+def open_envi(
+    path: Path,
+    *,
+    sensor_name: str | None = None,
+    level: str | None = None,
+    scale: float | None = None,
+    when: datetime | None = None,
+) -> EnviScene:
+    header_path, data_path = resolve_paths(path)
+    header = EnviHeader.read(header_path)
+    if (header.get("file type") or "").lower().startswith("envi spectral library"):
+        raise UnsupportedProductError(header_path, "is an ENVI spectral library, not an image cube")
+    identity = resolve_identity(data_path, sensor_name, level, hint=header.get("description") or "")
+    spec = sensor(identity.sensor)
+    lines, samples, bands = header.shape
+    info = band_info_from_header(header, data_path)
+    band_scale, notes = _band_scale(header, data_path, identity.sensor, identity.level, scale)
+    nodata = header.float_or_none("data ignore value")
+    if nodata is None and identity.sensor != "other":
+        nodata = JPL_FILL
+    if header.has("correction factors"):
+        notes.append(
+            "header 'correction factors' were applied by the JPL processor; recorded, not re-applied"
+        )
+
+    companions = find_companions(data_path, lines, samples)
+    georef = parse_map_info(header)
+    crs, transform, footprint, gsd = None, None, None, None
+    if georef is not None:
+        crs, transform, gsd = georef.crs, georef.transform, georef.gsd_m
+        footprint = footprint_from_transform(georef.crs, georef.transform, lines, samples)
+    elif companions.loc is not None:
+        lon, lat = read_corners(companions.loc)
+        footprint, gsd = footprint_from_lonlat(lon, lat), gsd_from_lonlat(lon, lat)
+        notes.append(f"unprojected: footprint and GSD from {companions.loc.name}")
+    else:
+        notes.append("no map info and no loc companion: CRS, footprint and GSD unknown")
+    geometry, utc_hours = Geometry(), None
+    if companions.obs is not None:
+        geometry, utc_hours = read_geometry(companions.obs)
+    acquired = acquisition_time(identity.datetime, when, header.get("acquisition time"), header_path)
+    files = {"data": str(data_path), "header": str(header_path)}
+    files |= {role: str(p) for role, p in (("loc", companions.loc), ("obs", companions.obs)) if p is not None}
+    meta = SceneMeta(
+        sensor=identity.sensor,
+        level=identity.level,
+        product_id=product_id_of(data_path),
+        processing_version=identity.version,
+        datetime=with_time_of_day(acquired, utc_hours),
+        lines=lines,
+        samples=samples,
+        bands=bands,
+        wavelength_nm=info.wavelength_nm,
+        fwhm_nm=info.fwhm_nm,
+        good_bands=good_band_mask(info.wavelength_nm, spec.bad_windows_nm, info.bbl),
+        units=units_for(identity.level),
+        nodata=nodata,
+        gsd_m=gsd,
+        crs=crs,
+        transform=transform,
+        footprint=footprint,
+        geometry=geometry,
+        files=files,
+        fwhm_source=info.fwhm_source,
+        notes=notes,
+    )
+    return EnviScene(meta, header, data_path, band_scale)
+
+
+def _band_scale(
+    header: EnviHeader, data_path: Path, sensor_name: str, level: str, scale: float | None
+) -> tuple[np.ndarray | None, list[str]]:
+    """Per-band multiplier from stored values to physical units, and notes on where it came from."""
+    bands = header.required_int("bands")
+    if scale is not None:
+        return np.full(bands, scale), [f"values multiplied by {scale} as requested"]
+    if sensor_name == "aviris-classic" and level == "L1":
+        gain_file = find_gain_file(data_path)
+        if gain_file is not None:
+            return 1.0 / read_gain_file(gain_file, bands), [
+                f"DN divided by per-channel gains from {gain_file.name}"
+            ]
+        log.warning("%s: no .gain file beside the product; using default gains 300/600/1200", data_path)
+        return 1.0 / aviris_classic.default_gains(bands), [
+            "DN divided by default gains 300/600/1200 (no .gain file)"
+        ]
+    if level == "L2":
+        factor = header.float_or_none("reflectance scale factor")
+        if factor is None:
+            factor = DEFAULT_REFLECTANCE_SCALE if header.dtype.kind in "iu" else 1.0
+        if factor <= 0:
+            raise HeaderError(header.path, f"'reflectance scale factor' must be positive, not {factor}")
+        if factor != 1.0:
+            return np.full(bands, 1.0 / factor), [f"reflectance = stored value / {factor:g}"]
+    elif header.dtype.kind in "iu":
+        raise HeaderError(header.path, "integer radiance without a known gain; pass an explicit scale")
+    return None, []
+
+
+def find_gain_file(data_path: Path) -> Path | None:
+    """The AVIRIS-Classic ``.gain`` companion: a sibling ``*.gain`` of the same flight line (longest name wins)."""
+    me = identify(data_path)
+    candidates = [
+        g
+        for g in data_path.parent.glob("*.gain")
+        if me is not None and (o := identify(g)) and o.flight_line == me.flight_line
+    ]
+    return max(candidates, key=lambda g: len(g.stem), default=None)
+
+
+def read_gain_file(path: Path, bands: int) -> np.ndarray:
+    """Per-channel gains: the first number on each row (rows may also carry the channel number)."""
+    try:
+        table = np.loadtxt(path, dtype=np.float64, ndmin=2)
+    except ValueError as exc:
+        raise HeaderError(path, f"gain file is not a numeric table: {exc}") from exc
+    gains = table[:, 0]
+    if gains.size != bands:
+        raise HeaderError(path, f"gain file has {gains.size} rows for {bands} bands")
+    if not np.all(np.isfinite(gains) & (gains > 0)):
+        raise HeaderError(path, "gain file holds zero, negative or non-finite gains")
+    return gains

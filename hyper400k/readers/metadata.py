@@ -1,0 +1,70 @@
+"""Metadata rules shared by every reader: identity (sensor, level), product id, time and units."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from hyper400k.errors import HeaderError, UnsupportedProductError
+from hyper400k.scene import LEVELS, RADIANCE_UNITS, REFLECTANCE_UNITS
+from hyper400k.sensors import identify, sensor
+
+_REFLECTANCE_HINT = re.compile(r"(^|[^a-z])(rfl|refl|reflectance|l2a?|boa)([^a-z]|$)", re.IGNORECASE)
+_DATA_SUFFIXES = {".img", ".dat", ".bin", ".raw", ".tif", ".tiff", ".nc", ".hdr"}
+
+
+@dataclass(frozen=True)
+class Identity:
+    sensor: str
+    level: str
+    version: str | None
+    datetime: datetime | None
+
+
+def resolve_identity(data_path: Path, sensor_name: str | None, level: str | None, hint: str = "") -> Identity:
+    """Sensor, level, version and time from the name, overridable by the caller.
+
+    Names no sensor claims are sensor ``other``; their level is L2 when the name or ``hint`` says
+    reflectance, else L1, unless the caller says otherwise.
+    """
+    name = identify(data_path)
+    if name is not None and name.role != "data":
+        raise UnsupportedProductError(data_path, f"is a '{name.role}' companion file, not an image product")
+    if sensor_name is not None:
+        sensor(sensor_name)  # validates the name
+    if level is not None and level not in LEVELS:
+        raise ValueError(f"level must be one of {LEVELS}, not {level!r}")
+    if name is None:
+        guessed = "L2" if _REFLECTANCE_HINT.search(data_path.name) or _REFLECTANCE_HINT.search(hint) else "L1"
+        return Identity(sensor_name or "other", level or guessed, None, None)
+    return Identity(sensor_name or name.sensor, level or name.level, name.version, name.datetime)
+
+
+def acquisition_time(
+    from_name: datetime | None, override: datetime | None, header_value: str | None, source: Path
+) -> datetime:
+    """Caller's override, else the name's time, else the header's ``acquisition time``; always UTC."""
+    for candidate in (override, from_name):
+        if candidate is not None:
+            return candidate if candidate.tzinfo else candidate.replace(tzinfo=UTC)
+    if header_value:
+        try:
+            parsed = datetime.fromisoformat(header_value.strip().replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise HeaderError(source, f"'acquisition time' is not ISO 8601: {header_value!r}") from exc
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    raise HeaderError(
+        source,
+        "no acquisition time: the name follows no known sensor convention and the file states none; pass it explicitly",
+    )
+
+
+def product_id_of(data_path: Path) -> str:
+    """The product id: the data file name without a data-file extension."""
+    return data_path.stem if data_path.suffix.lower() in _DATA_SUFFIXES else data_path.name
+
+
+def units_for(level: str) -> str:
+    return RADIANCE_UNITS if level == "L1" else REFLECTANCE_UNITS
