@@ -88,7 +88,7 @@ def corner_points(transform: Affine6, lines: int, samples: int) -> list[tuple[fl
 
 def footprint_from_transform(crs: str, transform: Affine6, lines: int, samples: int) -> dict[str, Any]:
     """GeoJSON Polygon (WGS-84 lon/lat) of the four transformed corners."""
-    to_wgs84 = Transformer.from_crs(CRS.from_user_input(crs), CRS.from_epsg(4326), always_xy=True)
+    to_wgs84 = tile_footprint_transformer(crs)
     ring = [to_wgs84.transform(x, y) for x, y in corner_points(transform, lines, samples)]
     return polygon(ring)
 
@@ -100,6 +100,13 @@ def polygon(ring: list[tuple[float, float]]) -> dict[str, Any]:
     if signed_area < 0:
         pts.reverse()
     return {"type": "Polygon", "coordinates": [[list(p) for p in [*pts, pts[0]]]]}
+
+
+def tile_footprint_transformer(crs: str | None) -> Transformer | None:
+    """A reusable map-to-WGS-84 transformer for per-tile footprints (None for unprojected products)."""
+    if crs is None:
+        return None
+    return Transformer.from_crs(CRS.from_user_input(crs), CRS.from_epsg(4326), always_xy=True)
 
 
 def footprint_from_lonlat(lon: np.ndarray, lat: np.ndarray) -> dict[str, Any]:
