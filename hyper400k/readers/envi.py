@@ -8,6 +8,7 @@ only full pass over the strip is the copy itself (see ``benchmarks/read.py``).
 from __future__ import annotations
 
 import logging
+import mmap
 from pathlib import Path
 
 import numpy as np
@@ -62,11 +63,37 @@ class EnviScene(Scene):
             out[...] = self._mm[:, start:stop, :]
             for row in range(stop - start):
                 self._clean_line(out[:, row, :], out[:, row, :])
-            return out
-        for row, line in enumerate(range(start, stop)):
-            raw = self._mm[line] if self.interleave == "bil" else self._mm[line].T
-            self._clean_line(raw, out[:, row, :])
+        else:
+            for row, line in enumerate(range(start, stop)):
+                raw = self._mm[line] if self.interleave == "bil" else self._mm[line].T
+                self._clean_line(raw, out[:, row, :])
+        self._release(start, stop)
         return out
+
+    def _release(self, start: int, stop: int) -> None:
+        """Drop the mapped pages of lines just read from this process's resident set.
+
+        Mapped file pages count towards RSS until unmapped; without this a strip-wise pass over a
+        multi-gigabyte product would look like it holds the whole product. The page cache keeps them.
+        """
+        mapping = getattr(self._mm, "_mmap", None)
+        if mapping is None:
+            return
+        line_bytes = self.meta.samples * self.dtype.itemsize
+        if self.interleave == "bsq":
+            band_bytes = self.meta.lines * line_bytes
+            ranges = [(b * band_bytes + start * line_bytes, (stop - start) * line_bytes) for b in range(self.meta.bands)]
+        else:
+            line_bytes *= self.meta.bands
+            ranges = [(start * line_bytes, (stop - start) * line_bytes)]
+        base = self._mm.offset - self._mm.offset % mmap.ALLOCATIONGRANULARITY  # where numpy's mapping begins
+        head = self._mm.offset - base
+        for offset, length in ranges:
+            begin = head + offset
+            first_page = -(-begin // mmap.PAGESIZE) * mmap.PAGESIZE  # only whole pages inside the range
+            last_page = (begin + length) // mmap.PAGESIZE * mmap.PAGESIZE
+            if last_page > first_page:
+                mapping.madvise(mmap.MADV_DONTNEED, first_page, last_page - first_page)
 
     def _clean_line(self, raw: np.ndarray, dest: np.ndarray) -> None:
         """One line ``(bands, samples)``: convert into ``dest``, scale, NaN the nodata values and fill pixels."""
