@@ -17,9 +17,15 @@ from hyper400k.sensors.base import NamePattern, ProductName, SensorSpec, compact
 _COMPANIONS = ("loc", "obs_ort", "obs", "glt", "igm")
 
 
+_COMPANION_TOKEN = re.compile(r"_(loc|obs|glt|igm)(?:_|$)", re.IGNORECASE)
+
+
 def _classic_era(match: re.Match[str]) -> ProductName:
     kind = match.group("kind").lower()
-    role = "data" if kind in ("rdn", "corr", "rfl") else kind.removesuffix("_ort")
+    # Companions repeat the radiance stem (``ang…_rdn_v2p9_loc``, ``…_rdn_v2p9_obs_ort``) or replace it
+    # (``ang…_loc_7000-7010``): a companion token anywhere after the time stamp decides the role.
+    companion = _COMPANION_TOKEN.search(match.string, match.start("kind") - 1)
+    role = companion.group(1).lower() if companion else ("data" if kind in ("rdn", "corr", "rfl") else kind)
     level = "L1" if role != "data" else level_from_kind(kind)
     return ProductName(
         sensor="aviris-ng",
