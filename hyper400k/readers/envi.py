@@ -50,6 +50,8 @@ class EnviScene(Scene):
         )
         self._scale = None if scale is None else np.asarray(scale, dtype=np.float32).reshape(-1, 1)
         self._nodata = None if meta.nodata is None else self.dtype.type(meta.nodata)
+        self._nodata_f32 = None if meta.nodata is None else np.float32(self._nodata)
+        self._mask = np.empty((bands, samples), dtype=bool)  # reused per line by _mask_nodata
         self._is_float = self.dtype.kind == "f"
 
     def read_lines(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
@@ -82,7 +84,10 @@ class EnviScene(Scene):
         line_bytes = self.meta.samples * self.dtype.itemsize
         if self.interleave == "bsq":
             band_bytes = self.meta.lines * line_bytes
-            ranges = [(b * band_bytes + start * line_bytes, (stop - start) * line_bytes) for b in range(self.meta.bands)]
+            ranges = [
+                (b * band_bytes + start * line_bytes, (stop - start) * line_bytes)
+                for b in range(self.meta.bands)
+            ]
         else:
             line_bytes *= self.meta.bands
             ranges = [(start * line_bytes, (stop - start) * line_bytes)]
@@ -96,27 +101,52 @@ class EnviScene(Scene):
                 mapping.madvise(mmap.MADV_DONTNEED, first_page, last_page - first_page)
 
     def _clean_line(self, raw: np.ndarray, dest: np.ndarray) -> None:
-        """One line ``(bands, samples)``: convert into ``dest``, scale, NaN the nodata values and fill pixels."""
-        nodata = None if self._nodata is None else raw == self._nodata
-        fill = self._constant_pixels(raw)
+        """One line ``(bands, samples)``: convert into ``dest``, scale, NaN the nodata values and fill pixels.
+
+        The nodata test runs on the converted line while it is still in the CPU cache (the stored
+        value and its float32 image compare equal for every ENVI data type we read).
+        """
+        constant = self._constant_pixels(raw)
         if dest is not raw:
             np.copyto(dest, raw, casting="unsafe")
+        if self._nodata_f32 is not None:
+            self._mask_nodata(dest)
         if self._scale is not None:
             dest *= self._scale
-        if nodata is not None:
-            dest[nodata] = np.nan
-        if fill is not None:
-            dest[:, fill] = np.nan
+        if constant is not None:
+            dest[:, constant] = np.nan
 
-    @staticmethod
-    def _constant_pixels(raw: np.ndarray) -> np.ndarray | None:
-        """Columns of one line whose whole spectrum is a single value (fill), or None when there are none."""
-        first, middle, last = raw[0], raw[raw.shape[0] // 2], raw[-1]
-        candidates = np.flatnonzero((first == last) & (first == middle))
-        if candidates.size == 0 or raw.shape[0] < 3:
+    def _mask_nodata(self, dest: np.ndarray) -> None:
+        """NaN every nodata value of one converted line.
+
+        Ortho swaths leave fill at both ends of a line: those columns are blanked by slicing (a memset),
+        then one comparison into a reused mask catches any nodata value left inside the line.
+        """
+        fill = dest[0] == self._nodata_f32
+        if fill.any():
+            data_columns = np.flatnonzero(~fill)
+            if data_columns.size == 0:
+                dest[...] = np.nan
+                return
+            dest[:, : data_columns[0]] = np.nan
+            dest[:, data_columns[-1] + 1 :] = np.nan
+        mask = np.equal(dest, self._nodata_f32, out=self._mask)
+        if mask.any():
+            dest[mask] = np.nan
+
+    def _constant_pixels(self, raw: np.ndarray) -> np.ndarray | None:
+        """Columns of one line whose whole spectrum is one value other than nodata (undeclared fill)."""
+        if raw.shape[0] < 3:
             return None
-        constant = (raw[:, candidates] == first[candidates]).all(axis=0)
-        return candidates[constant] if constant.any() else None
+        first, middle, last = raw[0], raw[raw.shape[0] // 2], raw[-1]
+        candidates = (first == last) & (first == middle)
+        if self._nodata is not None:
+            candidates &= first != self._nodata  # declared fill becomes NaN value by value
+        columns = np.flatnonzero(candidates)
+        if columns.size == 0:
+            return None
+        constant = (raw[:, columns] == first[columns]).all(axis=0)
+        return columns[constant] if constant.any() else None
 
 
 def check_data_size(header: EnviHeader, data_path: Path) -> None:
