@@ -204,12 +204,19 @@ class TileAssessor:
 
     @staticmethod
     def _column_flags(bands: np.ndarray, valid: np.ndarray) -> tuple[bool, bool]:
-        """Dead column: no variation down the column in most check bands while the tile varies.
+        """Dead column: a one-column gap of fill inside valid data, or no variation down the column in most
+        check bands while the tile varies.
         Stripe: a column that is brighter or darker than its two neighbours by the same ratio on nearly
         every line (scene edges along a column change from line to line; detector gain errors do not)."""
         column_valid = valid.sum(axis=0)
         if (column_valid >= max(4, valid.shape[0] // 4)).sum() < 8:
             return False, False
+        # A column the reader already blanked as fill (a constant spectrum) between two valid neighbours:
+        # swath edges never leave a one-pixel gap, a dead detector element does.
+        rows = valid.shape[0]
+        gap = (column_valid[1:-1] == 0) & (column_valid[:-2] > 0.9 * rows) & (column_valid[2:] > 0.9 * rows)
+        if gap.any():
+            return True, False
         counts = np.maximum(column_valid, 1)
         means = (bands * valid).sum(axis=1) / counts
         spread = np.sqrt(np.maximum((bands**2 * valid).sum(axis=1) / counts - means**2, 0.0))

@@ -115,6 +115,9 @@ def test_qa_flags_dead_detector_and_stripe(realdata):
     dead = scene.cube.copy()
     dead[:, :, 17] = 0.001
     assert assessor.assess(dead).qa["dead_detector"]
+    blanked = scene.cube.copy()
+    blanked[:, :, 40] = np.nan  # the reader turns a constant (dead) column into fill
+    assert assessor.assess(blanked).qa["dead_detector"]
     striped = scene.cube.copy()
     striped[:, :, 30] *= 1.25
     assert assessor.assess(striped).qa["stripe"]

@@ -91,9 +91,15 @@ def _layout(header: EnviHeader) -> tuple[int, int, int]:
     ]
 
 
-def _valid_mean(values: np.ndarray) -> float | None:
+def _valid_mean(values: np.ndarray, circular: bool = False) -> float | None:
+    """Mean of the non-fill values; azimuths (degrees) averaged on the circle, so 359° and 1° give 0°."""
     good = values[np.isfinite(values) & (values != _FILL)]
-    return float(good.mean()) if good.size else None
+    if not good.size:
+        return None
+    if not circular:
+        return float(good.mean())
+    angle = np.radians(good)
+    return float(np.degrees(np.arctan2(np.sin(angle).mean(), np.cos(angle).mean())) % 360.0)
 
 
 def read_geometry(obs_header: Path) -> tuple[Geometry, float | None]:
@@ -102,7 +108,9 @@ def read_geometry(obs_header: Path) -> tuple[Geometry, float | None]:
     header = EnviHeader.read(obs_header)
     available = [n for n in names if OBS_BANDS[n] < header.required_int("bands")]
     sample = _sampled_bands(obs_header, [OBS_BANDS[n] for n in available])
-    means = {name: _valid_mean(sample[i]) for i, name in enumerate(available)}
+    means = {
+        name: _valid_mean(sample[i], circular=name.endswith("azimuth")) for i, name in enumerate(available)
+    }
     utc = means.pop("utc_hours", None)
     return Geometry(**means), utc
 
