@@ -94,3 +94,157 @@ def synth(
     except (ProductError, ValueError) as exc:
         raise fail(exc) from exc
     typer.echo(str(path))
+
+
+@app.command()
+def tile(
+    product: Annotated[Path, typer.Argument(help="Data file or ENVI header of a product.")],
+    output: Annotated[Path, typer.Argument(help="Folder for the tiles (one shard) and quicklooks.")],
+    preset: Annotated[str, typer.Option(help="Tiling + quality preset.")] = "hyper400k",
+    size: Annotated[int | None, typer.Option(help="Tile size in pixels (default: the preset's).")] = None,
+    stride: Annotated[int | None, typer.Option(help="Stride in pixels (default: the tile size).")] = None,
+) -> None:
+    """Tile one product (for debugging): writes its kept samples as one shard and prints why tiles were dropped."""
+    from hyper400k.patches import ProductSummary, iter_outcomes
+    from hyper400k.presets import get_preset
+    from hyper400k.sensors import identify
+    from hyper400k.shards import ShardWriter
+
+    try:
+        chosen = get_preset(preset, size, stride)
+        summary = ProductSummary()
+        with open_product(product) as scene, ShardWriter(output, scene.meta.product_id, 1 << 62) as writer:
+            name = identify(Path(scene.meta.files["data"]))
+            flight_line = name.flight_line if name else scene.meta.product_id
+            for outcome in iter_outcomes(scene, chosen, split="train", flight_line=flight_line):
+                summary.add(outcome)
+                if outcome.sample is not None:
+                    writer.write(outcome.sample)
+    except (ProductError, ValueError, OSError) as exc:
+        raise fail(exc) from exc
+    reasons = ", ".join(f"{k}: {v}" for k, v in summary.dropped.items()) or "none"
+    typer.echo(f"{summary.kept} tiles kept, {summary.dropped_tiles} dropped ({reasons}) -> {output}")
+
+
+@app.command()
+def build(
+    input: Annotated[Path, typer.Argument(help="Folder of products, or a manifest (YAML/JSON) to download.")],
+    output: Annotated[Path, typer.Argument(help="Output folder: shards/, catalog.json, report/.")],
+    preset: Annotated[
+        str, typer.Option(help="Tiling + quality preset: hyper400k or hyper400k-qa.")
+    ] = "hyper400k",
+    scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address, or 'synchronous'.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes of the local cluster.")] = None,
+    tile_size: Annotated[
+        int | None, typer.Option("--tile", help="Tile size (default: the preset's).")
+    ] = None,
+    stride: Annotated[int | None, typer.Option(help="Stride (default: the tile size).")] = None,
+    shard_mb: Annotated[float, typer.Option(help="Target shard size in MB.")] = 1000.0,
+    splits: Annotated[str, typer.Option(help="train,val,test fractions.")] = "0.8,0.1,0.1",
+    seed: Annotated[int, typer.Option(help="Seed for splits and shard mixing.")] = 0,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Build the corpus: tile + filter every product, pack shards, write the STAC catalog and report."""
+    from hyper400k.presets import get_preset
+    from pipelines.build import BuildConfig
+    from pipelines.build import build as run_build
+
+    try:
+        fractions = dict(zip(("train", "val", "test"), (float(v) for v in splits.split(",")), strict=True))
+        config = BuildConfig(
+            input=input,
+            output=output,
+            preset=get_preset(preset, tile_size, stride),
+            scheduler=scheduler,
+            workers=workers,
+            split_fractions=fractions,
+            seed=seed,
+            shard_bytes=int(shard_mb * 1e6),
+            progress=progress,
+        )
+        result = run_build(config, on_stage=lambda message: err.print(f"[cyan]{message}[/cyan]"))
+    except (ProductError, ValueError, OSError) as exc:
+        raise fail(exc) from exc
+    samples = sum(r["kept"] for r in result.records)
+    console.print(
+        f"{len(result.records)} products, {samples} samples -> {output}; report: {result.report_path}"
+    )
+    if not result.ok:
+        for failure in result.failures:
+            err.print(f"[red]failed:[/red] {failure['product_id']}: {failure['reason'].splitlines()[0]}")
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def verify(
+    directory: Annotated[
+        Path, typer.Argument(help="A build's shards/ folder (with index.json), or the build folder.")
+    ],
+    samples: Annotated[bool, typer.Option(help="Also decode and schema-check every sample.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Check every shard against the index (size, sha256) and every sample against the schema."""
+    from hyper400k.verify import verify_shards
+
+    shards = directory / "shards" if (directory / "shards" / "index.json").is_file() else directory
+    report = verify_shards(shards, check_samples=samples, progress=not as_json)
+    typer.echo(report.to_json() if as_json else report.to_text())
+    if not report.ok:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def stats(
+    directory: Annotated[Path, typer.Argument(help="A build folder (with report/report.json).")],
+) -> None:
+    """Print a build's counts per sensor × level and its drop reasons."""
+    path = directory / "report" / "report.json"
+    if not path.is_file():
+        raise fail(FileNotFoundError(f"{path}: no build report here"))
+    summary = json.loads(path.read_text())
+    table = Table(title=f"{directory}: {summary['samples']} samples in {summary['shards']} shards")
+    for column in ("group", "products", "flight lines", "samples", "dropped"):
+        table.add_column(column)
+    for name, group in sorted(summary["groups"].items()):
+        dropped = ", ".join(f"{k}: {v}" for k, v in group["dropped"].items()) or "-"
+        table.add_row(name, str(group["products"]), str(group["flight_lines"]), str(group["kept"]), dropped)
+    console.print(table)
+    console.print(
+        f"samples per split: {summary['samples_per_split']}; failed products: {summary['products_failed']}"
+    )
+
+
+@app.command()
+def filter(
+    build_dir: Annotated[Path, typer.Argument(help="An existing build folder.")],
+    rules: Annotated[Path, typer.Argument(help="Rule set (YAML): {name, rules: [{field, min|max|equals}]}.")],
+    output: Annotated[Path, typer.Argument(help="Folder for the new shard set and its index.")],
+    shard_mb: Annotated[float, typer.Option(help="Target shard size in MB.")] = 1000.0,
+) -> None:
+    """Re-apply a rule set to a build's stored QA, writing a new shard set without re-reading products."""
+    from hyper400k.quality import RuleSet
+    from pipelines.refilter import refilter
+
+    try:
+        result = refilter(build_dir, RuleSet.from_yaml(rules), output, int(shard_mb * 1e6))
+    except (ValueError, OSError, KeyError) as exc:
+        raise fail(exc) from exc
+    reasons = ", ".join(f"{k}: {v}" for k, v in result.dropped.items()) or "none"
+    typer.echo(f"{result.kept} samples kept, {result.dropped_samples} dropped ({reasons}) -> {output}")
+
+
+@app.command()
+def demo(
+    output: Annotated[Path, typer.Argument(help="Folder for the demo input (input/) and build (build/).")],
+    lines: Annotated[int, typer.Option(help="Lines per product.")] = 512,
+    samples: Annotated[int, typer.Option(help="Samples per product.")] = 384,
+    flight_lines: Annotated[int, typer.Option(help="Flight lines per sensor (each with L1 and L2).")] = 2,
+    workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address, or 'synchronous'.")] = None,
+) -> None:
+    """Generate the built-in demo input (every sensor, L1 and L2) and build it end to end."""
+    from pipelines.demo import generate_demo_input
+
+    err.print("[cyan]generating demo products[/cyan]")
+    generate_demo_input(output / "input", lines=lines, samples=samples, flight_lines=flight_lines)
+    build(output / "input", output / "build", workers=workers, scheduler=scheduler, shard_mb=200.0)

@@ -30,12 +30,14 @@ class ProductSummary:
     """Per-product counts for the build report and the STAC item."""
 
     kept: int = 0
-    dropped: Counter[str] = field(default_factory=Counter)
+    dropped_tiles: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)  # per reason; a tile may break several rules
 
     def add(self, outcome: TileOutcome) -> None:
         if outcome.sample is not None:
             self.kept += 1
         else:
+            self.dropped_tiles += 1
             self.dropped.update(outcome.quality.reasons)
 
 

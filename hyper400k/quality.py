@@ -4,6 +4,10 @@ Validity (the ``hyper400k`` preset, reproducing the published rules): in L2 the 
 bands (by wavelength window) are zeroed first; then a *value* is invalid when it is negative,
 non-finite (including no-data and padding) or above the product's ceiling; a tile is dropped when
 more than 20 % of its values are invalid; invalid values are set to 0; data is stored as float16.
+Beyond the published rules, a pixel without data or above the ceiling in any good band is marked
+invalid in ``valid.npy`` and zeroed in every band, as the sample contract asks; slightly negative
+values (sensor noise and over-correction, common in real reflectance) are zeroed value by value
+without invalidating their pixel.
 
 QA statistics are computed on every tile so users can re-filter a build later without re-reading
 products (``hyper400k filter``): valid/saturated/cloud/water/dark fractions in apparent reflectance,
@@ -142,13 +146,18 @@ class TileAssessor:
 
     def assess(self, tile: np.ndarray) -> TileQuality:
         """Rules + QA for one float32 ``(C, H, W)`` tile (modified in place; NaN = no data)."""
+        # Fill pixels are NaN in every band, so one good band tells whether the tile holds any data at all.
+        no_data = not np.isfinite(tile[self.column_bands[0]]).any()
         if self.water is not None:
             tile[self.water] = 0.0
         in_range = (tile >= 0) & (tile <= self.ceiling)  # False for NaN: no-data and padding are invalid
         invalid_fraction = 1.0 - float(np.count_nonzero(in_range)) / in_range.size
         saturated = (tile > self.ceiling).any(axis=0)
-        valid = in_range[self.good].all(axis=0)
+        good = tile[self.good]
+        valid = (np.isfinite(good) & (good <= self.ceiling)).all(axis=0)
         np.putmask(tile, ~in_range, 0.0)
+        if not valid.all():
+            tile[:, ~valid] = 0.0  # the sample contract: an invalid pixel is 0 in every band
         qa = {
             "invalid_value_fraction": round(invalid_fraction, 6),
             "valid_fraction": round(float(valid.mean()), 6),
@@ -156,7 +165,7 @@ class TileAssessor:
             **self._surface_fractions(tile, valid),
             **self._detector_checks(tile, valid),
         }
-        reasons = ["no_data"] if not valid.any() and invalid_fraction >= 1.0 else self.rules.evaluate(qa)
+        reasons = ["no_data"] if no_data else self.rules.evaluate(qa)
         return TileQuality(data=tile.astype(np.float16), valid=valid, qa=qa, reasons=reasons)
 
     def _surface_fractions(self, tile: np.ndarray, valid: np.ndarray) -> dict[str, float]:

@@ -80,8 +80,10 @@ class Sample:
             data = np.load(io.BytesIO(members["data.npy"]), allow_pickle=False)
             valid = np.load(io.BytesIO(members["valid.npy"]), allow_pickle=False)
             meta = json.loads(members["meta.json"])
-        except (ValueError, json.JSONDecodeError) as exc:
+        except (ValueError, EOFError) as exc:  # JSONDecodeError is a ValueError; an empty .npy is an EOFError
             raise SchemaError(key, f"undecodable member: {exc}") from exc
+        if not isinstance(meta, dict):
+            raise SchemaError(key, f"meta.json is a {type(meta).__name__}, not an object")
         sample = cls(key, data, valid, meta)
         sample.check()
         return sample

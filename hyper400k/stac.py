@@ -1,0 +1,791 @@
+"""The corpus's STAC catalog (STAC 1.1.0): a root Collection, sensor × level child Collections, one Item
+per source product, and a stac-geoparquet patch index with one row per sample.
+
+Layout written by :func:`build_catalog` under ``out_dir`` (relative links throughout, so the folder can
+be moved or published as is)::
+
+    catalog.json                                   root Collection (metadata from catalog/collection.yaml)
+    patches.parquet                                stac-geoparquet, one row per sample (root asset "patches")
+    hyper400k-aviris-ng-l1/collection.json         child Collection per sensor × level
+    hyper400k-aviris-ng-l1/<product_id>/<product_id>.json   one Item per source product
+
+The root is a Collection stored as ``catalog.json``: STAC does not tie the object type to the file
+name, it validates as a Collection, and tools that open ``<dataset>/catalog.json`` find the root.
+Only those entries are written; other files in ``out_dir`` (shards, reports) are never touched.
+
+Items carry the full per-band list (centre wavelength and FWHM in **micrometres**, as the eo extension
+requires), the rotated affine as ``proj:transform`` in rasterio order ``[a, b, c, d, e, f]``, file sizes
+and multihash checksums, the split (``ml-aoi:split``; our ``val`` is the extension's ``validate``),
+sun/view angles where an ``obs`` companion gave them, and ``hyper400k:*`` QA counts. Source files are
+referenced by absolute path: they live outside the catalog folder.
+
+:func:`validate_catalog` checks every object against the offline schema set in ``../shared/stac-schemas``
+(or ``$HYPER400K_STAC_SCHEMAS``); it never touches the network.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import math
+import operator
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pa_ds
+import pyproj
+import pystac
+import shapely
+import stac_geoparquet.arrow
+import yaml
+from pystac.layout import BestPracticesLayoutStrategy, CustomLayoutStrategy
+from pystac.validation import GetSchemaError, validate_dict
+from shapely.geometry import Polygon, shape
+from shapely.geometry.polygon import orient
+
+from hyper400k.scene import REFLECTANCE_UNITS
+from hyper400k.sensors import sensor as sensor_spec
+from hyper400k.splits import SPLITS, STAC_SPLIT
+
+EXT_EO = "https://stac-extensions.github.io/eo/v2.0.0/schema.json"
+EXT_PROJ = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
+EXT_FILE = "https://stac-extensions.github.io/file/v2.1.0/schema.json"
+EXT_ML_AOI = "https://stac-extensions.github.io/ml-aoi/v0.2.0/schema.json"
+EXT_PROCESSING = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
+EXT_VIEW = "https://stac-extensions.github.io/view/v1.1.0/schema.json"
+
+CATALOG_FILE = "catalog.json"
+PATCH_INDEX_FILE = "patches.parquet"
+PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
+SCHEMAS_ENV = "HYPER400K_STAC_SCHEMAS"
+DEFAULT_COLLECTION_CONFIG = Path(__file__).resolve().parents[1] / "catalog" / "collection.yaml"
+# Our product levels as the processing extension names them: L1 is calibrated at-sensor radiance (L1B),
+# L2 is surface reflectance (L2A).
+PROCESSING_LEVEL = {"L1": "L1B", "L2": "L2A"}
+# Custom link relations (STAC allows any rel; these name what they point at).
+REL_PATCHES = "hyper400k:patches"
+REL_SHARD_INDEX = "hyper400k:shard-index"
+
+_STAC_TO_SPLIT = {stac: ours for ours, stac in STAC_SPLIT.items()}
+_EPSG_CODE = re.compile(r"^EPSG:\d+$", re.IGNORECASE)
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+_MULTIHASH_SHA256 = re.compile(r"^1220[0-9a-f]{64}$")
+_ASSET_TITLES = {
+    "data": "Product data",
+    "header": "ENVI header",
+    "loc": "Per-pixel location companion (lon, lat, elevation)",
+    "obs": "Per-pixel observation-geometry companion (sun and view angles)",
+}
+
+
+@dataclass
+class ProductRecord:
+    """One source product as the catalog needs it.
+
+    ``meta`` is :meth:`hyper400k.scene.SceneMeta.to_json_dict`. ``sizes`` and ``checksums`` are keyed like
+    ``meta["files"]`` (``data``, ``header``, ``loc``, ``obs``); a checksum is a SHA-256 hex digest or an
+    already encoded sha2-256 multihash. A missing size is read from the file when it exists; a missing
+    checksum is left out (hashing terabytes only to describe them is the downloader's job).
+    ``drop_reasons`` counts reasons, and a dropped tile may have several, so ``tiles_dropped`` is separate.
+    """
+
+    meta: dict[str, Any]
+    flight_line: str
+    split: str
+    sizes: dict[str, int] = field(default_factory=dict)
+    checksums: dict[str, str] = field(default_factory=dict)
+    tiles_kept: int = 0
+    tiles_dropped: int = 0
+    drop_reasons: dict[str, int] = field(default_factory=dict)
+    source_url: str | None = None
+
+    @property
+    def product_id(self) -> str:
+        return str(self.meta["product_id"])
+
+
+@dataclass
+class PatchRecord:
+    """One sample as the patch index needs it.
+
+    ``shard`` is the href of the shard holding the sample, relative to the catalog folder (``out_dir``).
+    ``footprint`` is the patch polygon in WGS-84 (GeoJSON) or None when the product has no map grid;
+    the index then uses the product's footprint and says so in ``hyper400k:footprint``.
+    """
+
+    key: str
+    shard: str
+    product_id: str
+    sensor: str
+    level: str
+    split: str
+    row: int
+    col: int
+    datetime: str
+    footprint: dict[str, Any] | None = None
+    qa: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_sample_meta(cls, meta: dict[str, Any], shard: str) -> PatchRecord:
+        """The record of a sample from its ``meta.json`` (see :mod:`hyper400k.sample`)."""
+        return cls(
+            key=meta["key"],
+            shard=shard,
+            product_id=meta["product"],
+            sensor=meta["sensor"],
+            level=meta["level"],
+            split=meta["split"],
+            row=meta["row"],
+            col=meta["col"],
+            datetime=meta["datetime"],
+            footprint=meta.get("footprint"),
+            qa=dict(meta.get("qa", {})),
+        )
+
+
+# ----------------------------------------------------------------------------------------------- build
+
+
+def load_collection_config(path: Path | None = None) -> dict[str, Any]:
+    """The root collection's metadata (``catalog/collection.yaml`` by default), checked for required keys."""
+    path = DEFAULT_COLLECTION_CONFIG if path is None else Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"collection metadata {path} not found; pass collection_config=<yaml file>")
+    config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    missing = [key for key in ("id", "description", "license") if not config.get(key)]
+    if missing:
+        raise ValueError(f"{path}: missing {missing}")
+    return config
+
+
+def build_catalog(
+    out_dir: Path,
+    products: Sequence[ProductRecord],
+    patches: Sequence[PatchRecord],
+    *,
+    collection_config: Path | None = None,
+    shard_index: str | None = None,
+) -> Path:
+    """Write the catalog and patch index under ``out_dir`` and return the path of ``catalog.json``.
+
+    ``shard_index`` is the href of the shards' ``index.json`` relative to ``out_dir``; when given, the
+    root and every Item link to it. Everything is written to a staging folder inside ``out_dir`` first
+    and then moved into place with ``catalog.json`` last, so readers see the old or the new catalog,
+    and a failed build leaves the old one. Entries the previous catalog owned and the new one does not
+    (a child collection of a sensor no longer present) are removed; nothing else in ``out_dir`` is.
+    """
+    config = load_collection_config(collection_config)
+    _check_records(products, patches)
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".stac-staging-", dir=out_dir))
+    try:
+        root = _root_collection(config, products, has_patches=bool(patches), shard_index=shard_index)
+        items = {record.product_id: _product_item(record) for record in products}
+        for child in _child_collections(root.id, config, products, items):
+            root.add_child(child)
+        root.normalize_hrefs(str(out_dir), strategy=_layout())
+        for item in items.values():
+            _add_item_links(item, out_dir, has_patches=bool(patches), shard_index=shard_index)
+        root.save(pystac.CatalogType.SELF_CONTAINED, dest_href=str(staging))
+        if patches:
+            footprints = {pid: (item.geometry, item.bbox) for pid, item in items.items()}
+            collection_of = {pid: item.collection_id for pid, item in items.items()}
+            _write_patch_index(staging / PATCH_INDEX_FILE, patches, footprints, collection_of, root, staging)
+        _install(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir / CATALOG_FILE
+
+
+def _check_records(products: Sequence[ProductRecord], patches: Sequence[PatchRecord]) -> None:
+    """Refuse inputs that would make an inconsistent catalog (duplicate ids, patch/product disagreement)."""
+    by_id: dict[str, ProductRecord] = {}
+    for record in products:
+        if record.product_id in by_id:
+            raise ValueError(f"duplicate product id {record.product_id!r}")
+        if record.split not in SPLITS:
+            raise ValueError(f"product {record.product_id}: split {record.split!r} not in {SPLITS}")
+        by_id[record.product_id] = record
+    keys: set[str] = set()
+    for patch in patches:
+        if patch.key in keys:
+            raise ValueError(f"duplicate patch key {patch.key!r}")
+        keys.add(patch.key)
+        product = by_id.get(patch.product_id)
+        if product is None:
+            raise ValueError(f"patch {patch.key}: product {patch.product_id!r} is not among the products")
+        expected = (product.meta["sensor"], product.meta["level"], product.split)
+        if (patch.sensor, patch.level, patch.split) != expected:
+            raise ValueError(
+                f"patch {patch.key}: sensor/level/split {(patch.sensor, patch.level, patch.split)} differ from "
+                f"its product's {expected} (splits are by flight line, never by patch)"
+            )
+
+
+def _layout() -> CustomLayoutStrategy:
+    """pystac's best-practice layout, except that the root Collection is ``catalog.json``."""
+
+    def root_as_catalog_json(collection: pystac.Collection, parent_dir: str, is_root: bool) -> str | None:
+        return os.path.join(parent_dir, CATALOG_FILE) if is_root else None
+
+    return CustomLayoutStrategy(
+        collection_func=root_as_catalog_json, fallback_strategy=BestPracticesLayoutStrategy()
+    )
+
+
+def _root_collection(
+    config: dict[str, Any], products: Sequence[ProductRecord], *, has_patches: bool, shard_index: str | None
+) -> pystac.Collection:
+    root = pystac.Collection(
+        id=config["id"],
+        description=config["description"],
+        extent=_extent([_item_extent(r) for r in products]),
+        title=config.get("title"),
+        license=config["license"],
+        keywords=config.get("keywords"),
+        providers=_providers(config),
+    )
+    for link in _config_links(config):
+        root.add_link(link)
+    if has_patches:
+        root.add_asset(
+            "patches",
+            pystac.Asset(
+                href=f"./{PATCH_INDEX_FILE}",
+                title="Patch index: one stac-geoparquet row per sample (shard, key, footprint, QA, split)",
+                media_type=PARQUET_MEDIA_TYPE,
+                roles=["stac-items"],
+            ),
+        )
+    if shard_index is not None:
+        root.add_link(pystac.Link(REL_SHARD_INDEX, shard_index, "application/json", "WebDataset shard index"))
+    return root
+
+
+def _providers(config: dict[str, Any]) -> list[pystac.Provider] | None:
+    providers = [
+        pystac.Provider(
+            name=p["name"], description=p.get("description"), roles=p.get("roles"), url=p.get("url")
+        )
+        for p in config.get("providers", [])
+    ]
+    return providers or None
+
+
+def _config_links(config: dict[str, Any], rels: Iterable[str] | None = None) -> list[pystac.Link]:
+    """The links listed in the collection metadata (only those of ``rels`` when given)."""
+    return [
+        pystac.Link(link["rel"], link["href"], media_type=link.get("type"), title=link.get("title"))
+        for link in config.get("links", [])
+        if rels is None or link["rel"] in rels
+    ]
+
+
+def _child_collections(
+    root_id: str, config: dict[str, Any], products: Sequence[ProductRecord], items: dict[str, pystac.Item]
+) -> Iterator[pystac.Collection]:
+    """One Collection per (sensor, level) present, holding its products' Items, in a stable order."""
+    groups: dict[tuple[str, str], list[ProductRecord]] = {}
+    for record in products:
+        groups.setdefault((record.meta["sensor"], record.meta["level"]), []).append(record)
+    titles = config.get("sensors", {})
+    for (sensor, level), records in sorted(groups.items()):
+        spec = sensor_spec(sensor)
+        level_name = "at-sensor radiance" if level == "L1" else "surface reflectance"
+        gsds = [r.meta["gsd_m"] for r in records if _positive(r.meta.get("gsd_m"))]
+        summaries: dict[str, Any] = {
+            "instruments": sorted({spec.instrument}),
+            "platform": sorted({spec.platform}),
+            "processing:level": [PROCESSING_LEVEL[level]],
+            "ml-aoi:split": sorted({STAC_SPLIT[r.split] for r in records}),
+            "hyper400k:band_count": sorted({int(r.meta["bands"]) for r in records}),
+        }
+        if gsds:
+            summaries["gsd"] = {"minimum": min(gsds), "maximum": max(gsds)}
+        collection_id = f"{root_id}-{sensor}-{level.lower()}"
+        child = pystac.Collection(
+            id=collection_id,
+            title=f"{titles.get(sensor, sensor)} {PROCESSING_LEVEL[level]} {level_name}",
+            description=(
+                f"{titles.get(sensor, sensor)} {level} products ({level_name}): one Item per source product "
+                f"with its full band list, map geometry, files and split."
+            ),
+            extent=_extent([_item_extent(r) for r in records]),
+            license=config["license"],
+            providers=_providers(config),
+            summaries=pystac.Summaries(summaries),
+            stac_extensions=[EXT_PROCESSING, EXT_ML_AOI],
+        )
+        for link in _config_links(config, rels=("license",)):
+            child.add_link(link)
+        for record in sorted(records, key=lambda r: r.product_id):
+            child.add_item(items[record.product_id])
+        yield child
+
+
+def _add_item_links(item: pystac.Item, out_dir: Path, *, has_patches: bool, shard_index: str | None) -> None:
+    """Links from an Item to the patch index and shard index, relative to the Item's final location."""
+    item_dir = os.path.dirname(item.get_self_href() or "")
+    if has_patches:
+        href = os.path.relpath(out_dir / PATCH_INDEX_FILE, item_dir)
+        title = f"Patches of this product: rows with hyper400k:product = {item.id}"
+        item.add_link(pystac.Link(REL_PATCHES, href, PARQUET_MEDIA_TYPE, title))
+    if shard_index is not None:
+        href = os.path.relpath(out_dir / shard_index, item_dir)
+        item.add_link(pystac.Link(REL_SHARD_INDEX, href, "application/json", "WebDataset shard index"))
+
+
+def _install(staging: Path, out_dir: Path) -> None:
+    """Move the staged catalog into ``out_dir``: children and the patch index first, ``catalog.json`` last."""
+    trash = Path(tempfile.mkdtemp(prefix=".replaced-", dir=staging))
+    new_entries = [p for p in staging.iterdir() if p.name != CATALOG_FILE and not p.name.startswith(".")]
+    stale = _owned_entries(out_dir / CATALOG_FILE) - {p.name for p in new_entries}
+    for entry in new_entries:
+        dest = out_dir / entry.name
+        if dest.exists():
+            os.rename(dest, trash / entry.name)
+        os.rename(entry, dest)
+    for name in stale:
+        if (out_dir / name).exists():
+            os.rename(out_dir / name, trash / name)
+    os.replace(staging / CATALOG_FILE, out_dir / CATALOG_FILE)
+
+
+def _owned_entries(catalog_path: Path) -> set[str]:
+    """Top-level entries an existing ``catalog.json`` owns: child folders holding a ``collection.json``
+    and the patch index. Anything else it may link to (shards, reports) is never treated as stale."""
+    try:
+        root = json.loads(catalog_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    if not isinstance(root, dict):
+        return set()
+    hrefs = [link.get("href") for link in root.get("links", []) if link.get("rel") == "child"]
+    hrefs += [asset.get("href") for asset in root.get("assets", {}).values()]
+    names = set()
+    for href in hrefs:
+        if isinstance(href, str) and "://" not in href and not os.path.isabs(href):
+            first = Path(os.path.normpath(href)).parts[0]
+            entry = catalog_path.parent / first
+            if first == PATCH_INDEX_FILE or (first != os.pardir and (entry / "collection.json").is_file()):
+                names.add(first)
+    return names
+
+
+# ------------------------------------------------------------------------------------------------ items
+
+
+def _product_item(record: ProductRecord) -> pystac.Item:
+    """The STAC Item of one source product."""
+    meta = record.meta
+    geometry, bbox = _clean_geometry(meta.get("footprint"))
+    spec = sensor_spec(meta["sensor"])
+    properties: dict[str, Any] = {
+        "platform": spec.platform,
+        "instruments": [spec.instrument],
+        "processing:level": PROCESSING_LEVEL[meta["level"]],
+        "ml-aoi:split": STAC_SPLIT[record.split],
+        **_projection(meta),
+        "hyper400k:sensor": meta["sensor"],
+        "hyper400k:level": meta["level"],
+        "hyper400k:flight_line": record.flight_line,
+        "hyper400k:units": meta["units"],
+        "hyper400k:good_band_count": int(sum(bool(g) for g in meta["good_bands"])),
+        "hyper400k:fwhm_source": meta.get("fwhm_source"),
+        "hyper400k:tiles_kept": int(record.tiles_kept),
+        "hyper400k:tiles_dropped": int(record.tiles_dropped),
+        "hyper400k:drop_reasons": {str(k): int(v) for k, v in record.drop_reasons.items()},
+    }
+    if meta.get("processing_version"):
+        properties["processing:version"] = str(meta["processing_version"])
+    if _positive(meta.get("gsd_m")):
+        properties["gsd"] = float(meta["gsd_m"])
+    if meta.get("notes"):
+        properties["hyper400k:notes"] = list(meta["notes"])
+    angles = meta.get("geometry") or {}
+    if angles.get("earth_sun_distance_au") is not None:
+        properties["hyper400k:earth_sun_distance_au"] = float(angles["earth_sun_distance_au"])
+    view = _view(angles)
+    properties.update(view)
+    extensions = [EXT_EO, EXT_PROJ, EXT_FILE, EXT_ML_AOI, EXT_PROCESSING] + ([EXT_VIEW] if view else [])
+    item = pystac.Item(
+        id=record.product_id,
+        geometry=geometry,
+        bbox=bbox,
+        datetime=_parse_datetime(meta["datetime"]),
+        properties=properties,
+        stac_extensions=extensions,
+    )
+    for role, path in meta.get("files", {}).items():
+        item.add_asset(role, _asset(record, role, path))
+    if record.source_url:
+        item.add_link(pystac.Link("via", record.source_url, title="Source product as distributed"))
+    return item
+
+
+def _asset(record: ProductRecord, role: str, path: str) -> pystac.Asset:
+    """A source file as an Asset: absolute href, media type, size, checksum; the data file gets the bands."""
+    file_path = Path(path).resolve()
+    extra: dict[str, Any] = {}
+    size = record.sizes.get(role)
+    if size is None and file_path.is_file():
+        size = file_path.stat().st_size
+    if size is not None:
+        extra["file:size"] = int(size)
+    if role in record.checksums:
+        extra["file:checksum"] = sha256_multihash(record.checksums[role])
+    if role == "data":
+        meta = record.meta
+        extra["ml-aoi:role"] = "feature"
+        extra["bands"] = _bands(meta)
+        if meta.get("nodata") is not None and math.isfinite(meta["nodata"]):
+            extra["nodata"] = meta["nodata"]
+        if meta["units"] != REFLECTANCE_UNITS:
+            extra["unit"] = meta["units"]
+    return pystac.Asset(
+        href=file_path.as_posix(),
+        title=_ASSET_TITLES.get(role, f"{role} companion"),
+        media_type=_media_type(file_path),
+        roles=["data"] if role == "data" else ["metadata"],
+        extra_fields=extra,
+    )
+
+
+def _bands(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every band, in file order, with centre wavelength and FWHM in micrometres (non-finite values left out)."""
+    width = max(3, len(str(len(meta["wavelength_nm"]))))
+    bands = []
+    for i, (wl, fwhm, good) in enumerate(
+        zip(meta["wavelength_nm"], meta["fwhm_nm"], meta["good_bands"], strict=True)
+    ):
+        band: dict[str, Any] = {"name": f"b{i + 1:0{width}d}"}
+        if _positive(wl):
+            band["eo:center_wavelength"] = round(float(wl) / 1000.0, 12)
+        if _positive(fwhm):
+            band["eo:full_width_half_max"] = round(float(fwhm) / 1000.0, 12)
+        band["hyper400k:good"] = bool(good)
+        bands.append(band)
+    return bands
+
+
+def _projection(meta: dict[str, Any]) -> dict[str, Any]:
+    """``proj:*`` fields: code (or WKT2 when the CRS has no EPSG code), shape, rotated transform, bbox."""
+    out: dict[str, Any] = {"proj:shape": [int(meta["lines"]), int(meta["samples"])]}
+    crs = meta.get("crs")
+    if crs is None:
+        out["proj:code"] = None  # raw sensor geometry (located by a loc companion): no CRS
+    elif _EPSG_CODE.match(crs):
+        out["proj:code"] = crs.upper()
+    else:
+        parsed = pyproj.CRS.from_user_input(crs)
+        epsg = parsed.to_epsg()
+        out["proj:code"] = f"EPSG:{epsg}" if epsg is not None else None
+        if epsg is None:
+            out["proj:wkt2"] = parsed.to_wkt()
+    transform = meta.get("transform")
+    if transform is not None:
+        a, b, c, d, e, f = (float(v) for v in transform)
+        out["proj:transform"] = [a, b, c, d, e, f]
+        lines, samples = int(meta["lines"]), int(meta["samples"])
+        corners = [(col, row) for col in (0, samples) for row in (0, lines)]
+        xs = [a * col + b * row + c for col, row in corners]
+        ys = [d * col + e * row + f for col, row in corners]
+        out["proj:bbox"] = [min(xs), min(ys), max(xs), max(ys)]
+    return out
+
+
+def _view(angles: dict[str, Any]) -> dict[str, float]:
+    """``view:*`` fields from scene-mean angles (degrees); only those known and in the extension's ranges."""
+    out: dict[str, float] = {}
+    sz, sa = angles.get("solar_zenith"), angles.get("solar_azimuth")
+    vz, va = angles.get("view_zenith"), angles.get("view_azimuth")
+    if sa is not None and math.isfinite(sa):
+        out["view:sun_azimuth"] = float(sa) % 360.0
+    if sz is not None and 0.0 <= sz <= 180.0:
+        out["view:sun_elevation"] = 90.0 - float(sz)
+    if vz is not None and 0.0 <= vz <= 90.0:
+        out["view:incidence_angle"] = float(vz)
+    if va is not None and math.isfinite(va):
+        out["view:azimuth"] = float(va) % 360.0
+    return out
+
+
+def sha256_multihash(checksum: str) -> str:
+    """A SHA-256 digest as the file extension's multihash (``1220`` + hex); multihashes pass through."""
+    value = checksum.strip().lower()
+    if _SHA256_HEX.match(value):
+        return "1220" + value
+    if _MULTIHASH_SHA256.match(value):
+        return value
+    raise ValueError(f"not a SHA-256 hex digest or sha2-256 multihash: {checksum!r}")
+
+
+def _media_type(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix == ".hdr":
+        return "text/plain"
+    if suffix in (".tif", ".tiff"):
+        return str(pystac.MediaType.GEOTIFF)
+    if suffix in (".nc", ".nc4"):
+        return "application/netcdf"
+    return "application/octet-stream"  # ENVI binary (BIL/BIP/BSQ)
+
+
+def _clean_geometry(footprint: dict[str, Any] | None) -> tuple[dict[str, Any] | None, list[float] | None]:
+    """A GeoJSON footprint made valid and counter-clockwise (RFC 7946), with its bbox; ``(None, None)``
+    without one. A one-pixel product's polygon (four equal corners) becomes a Point."""
+    if footprint is None:
+        return None, None
+    geometry = shape(footprint)
+    if not geometry.is_valid:
+        geometry = shapely.make_valid(geometry)
+    if geometry.is_empty:
+        return None, None
+    if isinstance(geometry, Polygon):
+        geometry = orient(geometry, sign=1.0)
+    return json.loads(shapely.to_geojson(geometry)), list(geometry.bounds)
+
+
+def _item_extent(record: ProductRecord) -> tuple[list[float] | None, datetime]:
+    return _clean_geometry(record.meta.get("footprint"))[1], _parse_datetime(record.meta["datetime"])
+
+
+def _extent(parts: Sequence[tuple[list[float] | None, datetime]]) -> pystac.Extent:
+    """Union bbox and [first, last] datetime; the whole globe and an open interval when nothing is known."""
+    boxes = [bbox for bbox, _ in parts if bbox is not None]
+    times = [when for _, when in parts]
+    if boxes:
+        bbox = [
+            min(b[0] for b in boxes),
+            min(b[1] for b in boxes),
+            max(b[2] for b in boxes),
+            max(b[3] for b in boxes),
+        ]
+    else:
+        bbox = [-180.0, -90.0, 180.0, 90.0]
+    interval = [min(times), max(times)] if times else [None, None]
+    return pystac.Extent(pystac.SpatialExtent([bbox]), pystac.TemporalExtent([interval]))
+
+
+def _parse_datetime(text: str) -> datetime:
+    """ISO 8601 to an aware UTC datetime (naive values are taken as UTC, as scene metadata writes them)."""
+    parsed = datetime.fromisoformat(text)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _positive(value: Any) -> bool:
+    return (
+        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    )
+
+
+# ---------------------------------------------------------------------------------------- patch index
+
+
+def _write_patch_index(
+    path: Path,
+    patches: Sequence[PatchRecord],
+    product_footprints: dict[str, tuple[dict[str, Any] | None, list[float] | None]],
+    collection_of: dict[str, str | None],
+    root: pystac.Collection,
+    scratch: Path,
+) -> None:
+    """Write the stac-geoparquet patch index; schema inference spills chunks to ``scratch``, not RAM."""
+    rows = (_patch_item(p, product_footprints[p.product_id], collection_of[p.product_id]) for p in patches)
+    chunks = Path(tempfile.mkdtemp(prefix=".chunks-", dir=scratch))
+    reader = stac_geoparquet.arrow.parse_stac_items_to_arrow(rows, schema="ChunksToDisk", tmpdir=chunks)
+    collections = {root.id: _bare(root), **{child.id: _bare(child) for child in root.get_children()}}
+    stac_geoparquet.arrow.to_parquet(reader, path, collections=collections)
+    shutil.rmtree(chunks, ignore_errors=True)
+
+
+def _bare(collection: pystac.Catalog) -> dict[str, Any]:
+    """A collection's JSON without links, for the parquet file's ``stac-geoparquet`` metadata."""
+    data = collection.to_dict(include_self_link=False, transform_hrefs=False)
+    data["links"] = []
+    return data
+
+
+def _patch_item(
+    patch: PatchRecord,
+    product_footprint: tuple[dict[str, Any] | None, list[float] | None],
+    collection_id: str | None,
+) -> dict[str, Any]:
+    """A lightweight STAC Item for one sample: geometry, split, shard href and flattened scalar QA.
+
+    stac-geoparquet needs a geometry and a bbox on every row: a patch without its own footprint gets its
+    product's (``hyper400k:footprint`` = ``product``), and one whose product has none an empty polygon
+    with a NaN bbox (``none``), which no spatial filter matches.
+    """
+    (geometry, bbox), source = _clean_geometry(patch.footprint), "patch"
+    if geometry is None:
+        (geometry, bbox), source = product_footprint, "product"
+    if geometry is None:
+        geometry, bbox, source = {"type": "Polygon", "coordinates": []}, [math.nan] * 4, "none"
+    qa = {
+        f"qa:{name}": value
+        for name, value in patch.qa.items()
+        if value is None or isinstance(value, bool | int | float | str)
+    }
+    properties = {
+        "datetime": _parse_datetime(patch.datetime).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "hyper400k:shard": patch.shard,
+        "hyper400k:product": patch.product_id,
+        "hyper400k:sensor": patch.sensor,
+        "hyper400k:level": patch.level,
+        "ml-aoi:split": STAC_SPLIT[patch.split],
+        "hyper400k:row": int(patch.row),
+        "hyper400k:col": int(patch.col),
+        "hyper400k:footprint": source,
+        **qa,
+    }
+    return {
+        "type": "Feature",
+        "stac_version": pystac.get_stac_version(),
+        "stac_extensions": [EXT_ML_AOI],
+        "id": patch.key,
+        "collection": collection_id,
+        "geometry": geometry,
+        "bbox": bbox,
+        "properties": properties,
+        "links": [],
+        "assets": {"shard": {"href": patch.shard, "type": "application/x-tar", "roles": ["data"]}},
+    }
+
+
+def read_patch_index(
+    path: Path | str,
+    *,
+    sensor: str | Iterable[str] | None = None,
+    level: str | Iterable[str] | None = None,
+    split: str | Iterable[str] | None = None,
+    product: str | Iterable[str] | None = None,
+    min_valid_fraction: float | None = None,
+    expression: pc.Expression | None = None,
+    columns: list[str] | None = None,
+) -> pa.Table:
+    """Rows of the patch index (a ``patches.parquet`` file or a folder of them) matching every filter given.
+
+    Filters are pushed down to the parquet scan, so shards are never opened. ``split`` accepts our names
+    (``train``/``val``/``test``) and the ml-aoi ones (``validate``). ``expression`` is any further pyarrow
+    filter, e.g. ``pc.field("qa:cloud_score") < 0.1``. Call ``.to_pandas()`` on the result for pandas.
+    """
+    conditions = []
+    for column, wanted in (
+        ("hyper400k:sensor", sensor),
+        ("hyper400k:level", level),
+        ("hyper400k:product", product),
+        ("ml-aoi:split", None if split is None else [STAC_SPLIT.get(s, s) for s in _as_list(split)]),
+    ):
+        if wanted is not None:
+            conditions.append(pc.field(column).isin(_as_list(wanted)))
+    if min_valid_fraction is not None:
+        conditions.append(pc.field("qa:valid_fraction") >= min_valid_fraction)
+    if expression is not None:
+        conditions.append(expression)
+    where = functools.reduce(operator.and_, conditions) if conditions else None
+    return pa_ds.dataset(path, format="parquet").to_table(filter=where, columns=columns)
+
+
+def _as_list(value: str | Iterable[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+# ----------------------------------------------------------------------------------------- validation
+
+
+def find_schemas_dir(schemas_dir: Path | str | None = None) -> Path:
+    """The offline STAC schema folder: the argument, else ``$HYPER400K_STAC_SCHEMAS``, else the
+    project's ``../shared/stac-schemas`` beside the repository. Raises ``FileNotFoundError`` if none."""
+    if schemas_dir is not None:
+        candidates = [Path(schemas_dir)]
+    elif os.environ.get(SCHEMAS_ENV):
+        candidates = [Path(os.environ[SCHEMAS_ENV])]
+    else:
+        candidates = [Path(__file__).resolve().parents[2] / "shared" / "stac-schemas"]
+    for candidate in candidates:
+        if (candidate / "schema_map.py").is_file():
+            return candidate.resolve()
+    raise FileNotFoundError(
+        f"no offline STAC schema set (schema_map.py) at {candidates[0]}; pass schemas_dir or set {SCHEMAS_ENV}"
+    )
+
+
+@functools.cache
+def _validator_for(schemas_dir: Path) -> Any:
+    spec = importlib.util.spec_from_file_location("_hyper400k_schema_map", schemas_dir / "schema_map.py")
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {schemas_dir / 'schema_map.py'}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.offline_validator(strict=True)
+
+
+def offline_validator(schemas_dir: Path | str | None = None) -> Any:
+    """A pystac validator over the offline schema set that raises instead of fetching unknown schemas."""
+    return _validator_for(find_schemas_dir(schemas_dir))
+
+
+def validate_catalog(catalog_path: Path, schemas_dir: Path | str | None = None) -> list[str]:
+    """Validate every object reachable from ``catalog_path`` by child/item links against the offline schemas.
+
+    Returns one line per problem (empty when the catalog is valid): an object failing its core or any
+    extension schema (with the JSON path of the offending value), an unreadable or missing file, a link
+    that is not relative, or a schema the offline set lacks. Never uses the network.
+    """
+    validator = offline_validator(schemas_dir)
+    catalog_path = Path(catalog_path).resolve()
+    base = catalog_path.parent
+    problems: list[str] = []
+    seen: set[Path] = set()
+    pending = [catalog_path]
+    while pending:
+        path = pending.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        name = os.path.relpath(path, base)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            problems.append(f"{name}: cannot read: {exc}")
+            continue
+        problems += [f"{name}: {p}" for p in _validate_object(data, str(path), validator)]
+        for link in data.get("links", []) if isinstance(data, dict) else []:
+            if not isinstance(link, dict) or link.get("rel") not in ("child", "item"):
+                continue
+            href = link.get("href")
+            if not isinstance(href, str) or "://" in href or os.path.isabs(href):
+                problems.append(f"{name}: {link.get('rel')} link {href!r} is not a relative href")
+                continue
+            pending.append((path.parent / href).resolve())
+    return problems
+
+
+def _validate_object(data: Any, href: str, validator: Any) -> list[str]:
+    """Problems of one STAC object (core + declared extension schemas); empty when valid."""
+    try:
+        validate_dict(data, href=href, validator=validator)
+    except pystac.STACValidationError as exc:
+        # pystac raises from jsonschema's best-matching error, which knows where the bad value sits.
+        summary = str(exc).splitlines()[0].replace(f"at {href} ", "")
+        best = exc.__cause__
+        if best is None:
+            return [summary]
+        return [f"{summary}: {getattr(best, 'json_path', '$')}: {getattr(best, 'message', best)}"]
+    except GetSchemaError as exc:
+        return [f"schema not in the offline set: {exc}"]
+    except (pystac.STACTypeError, KeyError, TypeError, ValueError) as exc:
+        return [f"not a STAC object: {exc}"]
+    return []

@@ -1,0 +1,162 @@
+"""The unit of work of a dataset build: one product -> a spool of its kept samples + a record.
+
+A task is idempotent: its outputs live in ``work/products/<product_id>/`` and ``record.json`` is
+written last (atomically), so a product whose record exists is finished and is never redone, and a
+task killed midway leaves only temporary files that the next attempt overwrites.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hyper400k.errors import EmptyProductError, ProductError
+from hyper400k.patches import ProductSummary, iter_outcomes
+from hyper400k.presets import Preset
+from hyper400k.product import open_product
+from hyper400k.quicklook import save_true_colour
+from hyper400k.sample import Sample
+from hyper400k.shards import ShardWriter
+
+SPOOL_BYTES = 1 << 62  # one spool file per product: packing mixes products into the final shards
+QUICKLOOKS_PER_PRODUCT = 2
+RECORD = "record.json"
+
+
+@dataclass(frozen=True)
+class ProductJob:
+    """Everything a worker needs to process one product (plain data, so it pickles to any worker)."""
+
+    path: str
+    product_id: str
+    flight_line: str
+    split: str
+    preset: Preset
+    work_dir: str
+
+
+def product_dir(work_dir: Path, product_id: str) -> Path:
+    return work_dir / "products" / product_id
+
+
+def load_record(work_dir: Path, product_id: str) -> dict[str, Any] | None:
+    path = product_dir(work_dir, product_id) / RECORD
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def run_product(job: ProductJob) -> dict[str, Any]:
+    """Process one product; never raises for a bad product: failures come back as ``{"status": "failed"}``."""
+    out = product_dir(Path(job.work_dir), job.product_id)
+    try:
+        return _process(job, out)
+    except (ProductError, OSError, ValueError) as exc:
+        shutil.rmtree(out, ignore_errors=True)
+        return {"status": "failed", "product_id": job.product_id, "path": job.path, "reason": str(exc)}
+    except Exception as exc:  # a bug must not stop the other products; keep the traceback for the report
+        shutil.rmtree(out, ignore_errors=True)
+        detail = traceback.format_exc(limit=3)
+        return {
+            "status": "failed",
+            "product_id": job.product_id,
+            "path": job.path,
+            "reason": f"{exc!r}\n{detail}",
+        }
+
+
+def _process(job: ProductJob, out: Path) -> dict[str, Any]:
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    summary = ProductSummary()
+    stats = BandStats()
+    patches: list[dict[str, Any]] = []
+    quicklooks: list[str] = []
+    qa_values: dict[str, list[float]] = {}
+    with open_product(job.path) as scene, ShardWriter(out, "spool", SPOOL_BYTES) as writer:
+        meta = scene.meta
+        any_data = False
+        for outcome in iter_outcomes(scene, job.preset, split=job.split, flight_line=job.flight_line):
+            summary.add(outcome)
+            any_data = any_data or "no_data" not in outcome.quality.reasons
+            for name, value in outcome.quality.qa.items():
+                if isinstance(value, int | float | bool):
+                    qa_values.setdefault(name, []).append(float(value))
+            if outcome.sample is None:
+                continue
+            sample = outcome.sample
+            writer.write(sample)
+            stats.add(sample.data, sample.valid)
+            patches.append(_patch_row(sample.meta))
+            if len(quicklooks) < QUICKLOOKS_PER_PRODUCT and sample.meta["qa"]["valid_fraction"] > 0.5:
+                quicklooks.append(_save_quicklook(out, sample))
+        if not any_data:
+            raise EmptyProductError(job.path, "holds no valid pixel: every value is fill / nodata")
+    record = {
+        "status": "ok",
+        "product_id": job.product_id,
+        "path": job.path,
+        "flight_line": job.flight_line,
+        "split": job.split,
+        "preset": job.preset.name,
+        "meta": meta.to_json_dict(),
+        "kept": summary.kept,
+        "dropped": dict(summary.dropped),
+        "dropped_tiles": summary.dropped_tiles,
+        "qa_values": qa_values,
+        "band_stats": stats.to_dict(),
+        "patches": patches,
+        "quicklooks": quicklooks,
+        "spool_path": str(out / writer.shards[0].name) if writer.shards else None,
+        "spool_sha256": writer.shards[0].sha256 if writer.shards else None,
+        "input_bytes": sum(Path(p).stat().st_size for p in meta.files.values()),
+    }
+    tmp = out / (RECORD + ".tmp")
+    tmp.write_text(json.dumps(record))
+    os.replace(tmp, out / RECORD)
+    return record
+
+
+def _patch_row(meta: dict[str, Any]) -> dict[str, Any]:
+    """What the patch index needs of a sample (its scalar QA, not the per-band lists)."""
+    return {
+        "key": meta["key"],
+        "row": meta["row"],
+        "col": meta["col"],
+        "footprint": meta["footprint"],
+        "qa": {k: v for k, v in meta["qa"].items() if not isinstance(v, list)},
+    }
+
+
+def _save_quicklook(out: Path, sample: Sample) -> str:
+    name = f"quicklook_{sample.key}.png"
+    save_true_colour(out / name, sample.data, sample.meta["wavelength_nm"], sample.valid)
+    return name
+
+
+class BandStats:
+    """Per-band sums over valid pixels, merged across products for per-band normalisation."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total: np.ndarray | None = None
+        self.total_sq: np.ndarray | None = None
+
+    def add(self, data: np.ndarray, valid: np.ndarray) -> None:
+        pixels = data[:, valid].astype(np.float64)
+        if self.total is None:
+            self.total = np.zeros(data.shape[0])
+            self.total_sq = np.zeros(data.shape[0])
+        self.count += pixels.shape[1]
+        self.total += pixels.sum(axis=1)
+        self.total_sq += np.square(pixels).sum(axis=1)
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.total is None:
+            return {"count": 0, "sum": [], "sum_sq": []}
+        return {"count": self.count, "sum": self.total.tolist(), "sum_sq": self.total_sq.tolist()}
