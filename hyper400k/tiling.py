@@ -69,8 +69,11 @@ def iter_tiles(scene: Scene, grid: TileGrid) -> Iterator[Tile]:
         held = _advance(scene, strip, held, row, grid.size)
         for col in cols:
             width = min(grid.size, meta.samples - col)
-            tile = np.full((meta.bands, grid.size, grid.size), np.nan, dtype=np.float32)
+            tile = np.empty((meta.bands, grid.size, grid.size), dtype=np.float32)
             tile[:, :, :width] = strip[:, :, col : col + width]
+            tile[:, :, width:] = (
+                np.nan
+            )  # padding past the last sample; lines past the end are NaN in the strip
             yield Tile(row=row, col=col, data=tile)
 
 

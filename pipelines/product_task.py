@@ -28,6 +28,7 @@ from hyper400k.shards import ShardWriter
 SPOOL_BYTES = 1 << 62  # one spool file per product: packing mixes products into the final shards
 QUICKLOOKS_PER_PRODUCT = 2
 RECORD = "record.json"
+_STATS_STEP = 4
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,10 @@ def _save_quicklook(out: Path, sample: Sample) -> str:
 
 
 class BandStats:
-    """Per-band sums over valid pixels, merged across products for per-band normalisation."""
+    """Per-band sums over valid pixels, merged across products for per-band normalisation.
+
+    Taken on every 4th line and column: a 1/16 sample pins per-band means and deviations to far better
+    than normalisation needs, at a sixteenth of the cost."""
 
     def __init__(self) -> None:
         self.count = 0
@@ -148,7 +152,9 @@ class BandStats:
         self.total_sq: np.ndarray | None = None
 
     def add(self, data: np.ndarray, valid: np.ndarray) -> None:
-        pixels = data[:, valid].astype(np.float64)
+        pixels = data[:, ::_STATS_STEP, ::_STATS_STEP][:, valid[::_STATS_STEP, ::_STATS_STEP]].astype(
+            np.float64
+        )
         if self.total is None:
             self.total = np.zeros(data.shape[0])
             self.total_sq = np.zeros(data.shape[0])
