@@ -33,7 +33,9 @@ build-dataset: $(STAMP)
 	$(BIN)/hyper400k demo $(DATA)
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/read.py --quick
+	$(BIN)/python -m benchmarks.read --quick
+	$(BIN)/python -m benchmarks.etl --quick
+	$(BIN)/python -m benchmarks.compression --quick
 
 clean:
 	rm -rf build .pytest_cache
