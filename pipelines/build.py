@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from hyper400k.download import fetch_all
 from hyper400k.envi_header import find_data_file
+from hyper400k.errors import ProductError
 from hyper400k.manifest import load_manifest
 from hyper400k.presets import Preset
 from hyper400k.product import is_product_file
@@ -85,17 +86,23 @@ def discover(input_path: Path, download_dir: Path, progress: bool) -> tuple[list
 
 
 def plan_jobs(paths: Iterable[Path], config: BuildConfig) -> tuple[list[ProductJob], list[dict[str, Any]]]:
-    """One job per product, splits assigned by flight line; duplicate product ids are failures."""
+    """One job per product, splits assigned by flight line; duplicates and headers without data are failures."""
     work = config.output / "work"
     seen: dict[str, Path] = {}
-    duplicates: list[dict[str, Any]] = []
+    refused: list[dict[str, Any]] = []  # products refused before tiling: duplicates, missing data files
     staged: list[tuple[Path, str, str]] = []
     for path in paths:
-        data_path = find_data_file(path) if path.suffix.lower() == ".hdr" else path
+        try:
+            data_path = find_data_file(path) if path.suffix.lower() == ".hdr" else path
+        except ProductError as exc:  # e.g. a header whose data file failed to download
+            refused.append(
+                {"status": "failed", "product_id": product_id_of(path), "path": str(path), "reason": str(exc)}
+            )
+            continue
         name = identify(data_path)
         product_id = product_id_of(data_path)
         if product_id in seen:
-            duplicates.append(
+            refused.append(
                 {
                     "status": "failed",
                     "product_id": product_id,
@@ -108,7 +115,7 @@ def plan_jobs(paths: Iterable[Path], config: BuildConfig) -> tuple[list[ProductJ
         staged.append((data_path, product_id, name.flight_line if name else product_id))
     splits = split_flight_lines(sorted({fl for _, _, fl in staged}), config.split_fractions, config.seed)
     jobs = [ProductJob(str(p), pid, fl, splits[fl], config.preset, str(work)) for p, pid, fl in staged]
-    return jobs, duplicates
+    return jobs, refused
 
 
 @contextmanager
@@ -173,8 +180,8 @@ def build(config: BuildConfig, on_stage: Callable[[str], None] | None = None) ->
     config.output.mkdir(parents=True, exist_ok=True)
     stage("discovering products")
     paths, failures = discover(config.input, config.output / "downloads", config.progress)
-    jobs, duplicates = plan_jobs(paths, config)
-    failures += duplicates
+    jobs, refused = plan_jobs(paths, config)
+    failures += refused
     stage(f"tiling {len(jobs)} products")
     results = run_jobs(jobs, config)
     records = [r for r in results if r.get("status") == "ok"]

@@ -1,0 +1,104 @@
+"""The build on a real dask LocalCluster (a worker killed mid-build) and from a manifest served on loopback."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from hyper400k.presets import get_preset
+from hyper400k.synth import generate
+from pipelines.build import BuildConfig, build
+
+
+@pytest.fixture(scope="module")
+def ng_products(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("ng")
+    for seed in range(40, 44):
+        generate("aviris-ng", "L1", 640, 160, folder, seed=seed)
+    return folder
+
+
+def test_killed_worker_loses_only_its_product(ng_products, tmp_path):
+    output = tmp_path / "out"
+    config = BuildConfig(
+        input=ng_products, output=output, preset=get_preset("hyper400k", tile=64), workers=2, progress=False
+    )
+    outcome: dict[str, object] = {}
+    runner = threading.Thread(target=lambda: outcome.setdefault("result", build(config)))
+    runner.start()
+    killed = None
+    deadline = time.monotonic() + 120
+    while killed is None and runner.is_alive() and time.monotonic() < deadline:
+        started = list((output / "work" / "products").glob("*")) if (output / "work").exists() else []
+        if started:
+            # dask workers are grandchildren of this process (nanny -> worker); kill one that is busy
+            busy = [p for p in psutil.Process().children(recursive=True) if p.cpu_percent(interval=0.05) > 10]
+            if busy:
+                killed = busy[-1]
+                records_before = len(list((output / "work" / "products").glob("*/record.json")))
+                killed.kill()
+        time.sleep(0.05)
+    runner.join(timeout=300)
+    assert killed is not None, "no busy worker was found to kill"
+    assert records_before < 4  # the kill happened while products were still in flight
+    result = outcome["result"]
+    assert len(result.records) + len(result.failures) == 4
+    assert len(result.records) >= 3  # at most the product in flight on the killed worker is lost
+    rerun = build(config)
+    assert rerun.ok and len(rerun.records) == 4  # and the next run finishes it
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:  # keep test output clean
+        pass
+
+
+def test_manifest_build_goes_on_past_404_and_corrupt_file(ng_products, tmp_path):
+    served = tmp_path / "served"
+    served.mkdir()
+    data = sorted(ng_products.glob("*_rdn_v2p9_img"))[:2]
+    files = [p for d in data for p in (d, d.with_name(d.name + ".hdr"))]
+    for path in files:
+        (served / path.name).write_bytes(path.read_bytes())
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_Handler, directory=str(served))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        entries = [
+            {"url": f"{base}/{p.name}", "sha256": hashlib.sha256(p.read_bytes()).hexdigest()} for p in files
+        ]
+        entries[2]["sha256"] = (
+            "0" * 64
+        )  # the second product's data file is served corrupt (checksum mismatch)
+        entries.append({"url": f"{base}/ang20990101t000000_rdn_v2p9_img.hdr"})  # 404
+        manifest = tmp_path / "manifest.yaml"
+        manifest.write_text(yaml.safe_dump({"products": entries}))
+        config = BuildConfig(
+            input=manifest,
+            output=tmp_path / "out",
+            preset=get_preset("hyper400k", tile=64),
+            scheduler="synchronous",
+            progress=False,
+        )
+        result = build(config)
+    finally:
+        server.shutdown()
+    reasons = " | ".join(f["reason"] for f in result.failures)
+    assert [r["product_id"] for r in result.records] == [data[0].name]
+    assert (
+        "404" in reasons
+        and "sha256 mismatch" in reasons
+        and "no data file found beside the header" in reasons
+    )
+    assert not result.ok and (tmp_path / "out" / "shards" / "index.json").is_file()
