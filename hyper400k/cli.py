@@ -36,6 +36,11 @@ def fail(exc: Exception) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+def _reasons(counts: dict[str, int]) -> str:
+    """``reason: count, …`` for drop counters, or ``none``."""
+    return ", ".join(f"{reason}: {count}" for reason, count in sorted(counts.items())) or "none"
+
+
 @app.command()
 def inspect(
     product: Annotated[Path, typer.Argument(help="Data file or ENVI header of a product.")],
@@ -122,8 +127,9 @@ def tile(
                     writer.write(outcome.sample)
     except (ProductError, ValueError, OSError) as exc:
         raise fail(exc) from exc
-    reasons = ", ".join(f"{k}: {v}" for k, v in summary.dropped.items()) or "none"
-    typer.echo(f"{summary.kept} tiles kept, {summary.dropped_tiles} dropped ({reasons}) -> {output}")
+    typer.echo(
+        f"{summary.kept} tiles kept, {summary.dropped_tiles} dropped ({_reasons(summary.dropped)}) -> {output}"
+    )
 
 
 @app.command()
@@ -206,7 +212,7 @@ def stats(
     for column in ("group", "products", "flight lines", "samples", "dropped"):
         table.add_column(column)
     for name, group in sorted(summary["groups"].items()):
-        dropped = ", ".join(f"{k}: {v}" for k, v in group["dropped"].items()) or "-"
+        dropped = _reasons(group["dropped"])
         table.add_row(name, str(group["products"]), str(group["flight_lines"]), str(group["kept"]), dropped)
     console.print(table)
     console.print(
@@ -229,8 +235,9 @@ def filter(
         result = refilter(build_dir, RuleSet.from_yaml(rules), output, int(shard_mb * 1e6))
     except (ValueError, OSError, KeyError) as exc:
         raise fail(exc) from exc
-    reasons = ", ".join(f"{k}: {v}" for k, v in result.dropped.items()) or "none"
-    typer.echo(f"{result.kept} samples kept, {result.dropped_samples} dropped ({reasons}) -> {output}")
+    typer.echo(
+        f"{result.kept} samples kept, {result.dropped_samples} dropped ({_reasons(result.dropped)}) -> {output}"
+    )
 
 
 @app.command()

@@ -14,8 +14,9 @@ from hyper400k.sensors.base import NamePattern, ProductName, SensorSpec, compact
 
 
 def _portal(match: re.Match[str]) -> ProductName:
+    """Portal names; NetCDF ones carry no trailing ``_RDN``/``_RFL`` (the product group says what it is)."""
     scene = match.group("scene")
-    suffix = match.group("suffix").upper()
+    suffix = (match.group("suffix") or "RDN").upper()
     return ProductName(
         sensor="aviris-3",
         level="L1" if match.group("product").upper() == "L1B_RDN" else "L2",
@@ -52,7 +53,7 @@ SPEC = SensorSpec(
                 r"(?P<hash>[0-9A-Za-z]+)(?:_(?P<suffix>RDN|RFL|LOC|OBS|GLT)(?:_ORT)?)?",
                 re.IGNORECASE,
             ),
-            lambda m: _portal(m) if m.group("suffix") else _portal_nc(m),
+            _portal,
         ),
         NamePattern(
             re.compile(
@@ -63,16 +64,3 @@ SPEC = SensorSpec(
         ),
     ),
 )
-
-
-def _portal_nc(match: re.Match[str]) -> ProductName:
-    """NetCDF names carry no trailing ``_RDN``: the product group says what it is."""
-    scene = match.group("scene")
-    return ProductName(
-        sensor="aviris-3",
-        level="L1" if match.group("product").upper() == "L1B_RDN" else "L2",
-        flight_line="AV3" + match.group("stamp").lower() + (f"_{scene}" if scene else ""),
-        datetime=compact_datetime(match.group("stamp")),
-        version=match.group("hash"),
-        role="data",
-    )
