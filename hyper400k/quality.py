@@ -71,6 +71,12 @@ class RuleSet:
     def evaluate(self, qa: dict[str, Any]) -> list[str]:
         return [reason for rule in self.rules if (reason := rule.violation(qa)) is not None]
 
+    def evaluate_available(self, qa: dict[str, Any]) -> list[str]:
+        """Reasons from the rules whose field ``qa`` already has (the others are not judged yet)."""
+        return [
+            reason for rule in self.rules if rule.field in qa and (reason := rule.violation(qa)) is not None
+        ]
+
     @classmethod
     def from_dict(cls, spec: dict[str, Any], source: str = "<rules>") -> RuleSet:
         unknown = set(spec) - {"name", "rules"}
@@ -103,9 +109,12 @@ PUBLISHED_RULES = RuleSet("hyper400k", (Rule("invalid_value_fraction", max=0.2),
 
 @dataclass
 class TileQuality:
-    """What the rules decided for one tile: the float16 payload, the pixel mask and the QA record."""
+    """What the rules decided for one tile: the float16 payload (kept tiles only), the pixel mask and QA.
 
-    data: np.ndarray
+    A dropped tile's QA holds the fields computed before the decision: a tile condemned by the cheap
+    fractions (e.g. the published invalid-value rule) carries only those."""
+
+    data: np.ndarray | None
     valid: np.ndarray
     qa: dict[str, Any]
     reasons: list[str] = field(default_factory=list)
@@ -165,15 +174,20 @@ class TileAssessor:
         np.putmask(tile, in_range, 0.0)
         if not valid.all():
             tile *= valid  # the sample contract: an invalid pixel is 0 in every band (NaNs are already 0)
-        qa = {
+        qa: dict[str, Any] = {
             "invalid_value_fraction": round(invalid_fraction, 6),
             "valid_fraction": round(float(valid.mean()), 6),
             "saturated_fraction": round(float(saturated.mean()), 6),
-            **self._surface_fractions(tile, valid),
-            **self._detector_checks(tile, valid),
         }
-        reasons = ["no_data"] if no_data else self.rules.evaluate(qa)
-        return TileQuality(data=to_float16(tile), valid=valid, qa=qa, reasons=reasons)
+        if no_data:
+            return TileQuality(data=None, valid=valid, qa=qa, reasons=["no_data"])
+        # A tile the cheap fields already condemn skips the costly QA and the float16 conversion.
+        early = self.rules.evaluate_available(qa)
+        if early:
+            return TileQuality(data=None, valid=valid, qa=qa, reasons=early)
+        qa |= self._surface_fractions(tile, valid) | self._detector_checks(tile, valid)
+        reasons = self.rules.evaluate(qa)
+        return TileQuality(data=None if reasons else to_float16(tile), valid=valid, qa=qa, reasons=reasons)
 
     def _surface_fractions(self, tile: np.ndarray, valid: np.ndarray) -> dict[str, float]:
         """Cloud/haze, water and dark fractions of the valid pixels, from apparent reflectance."""

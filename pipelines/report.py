@@ -97,9 +97,11 @@ def _markdown(summary: dict[str, Any], figures: list[str], quicklooks: list[str]
             f"- `{f['product_id']}` ({f['path']}): {f['reason'].splitlines()[0]}" for f in summary["failures"]
         ]
     if figures:
-        lines += ["", "## QA histograms (all tiles, kept and dropped)", ""] + [
-            f"![QA histograms]({f})" for f in figures
-        ]
+        lines += [
+            "",
+            "## QA histograms (kept tiles; dropped tiles for the fields computed before the drop)",
+            "",
+        ] + [f"![QA histograms]({f})" for f in figures]
     if quicklooks:
         lines += ["", "## Quicklooks (true colour from 640/550/460 nm)", ""] + [
             f"![{Path(q).stem}]({q})" for q in quicklooks
