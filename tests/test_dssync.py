@@ -1,0 +1,520 @@
+"""DS-Sync: schedules, exact consensus after a hypercube period, training against the all-reduce baseline on
+real AVIRIS-NG spectra, bf16 master weights, and the refusals - multi-process over gloo on the loopback.
+
+Every multi-process test runs through :func:`specaware.dssync.launch.spawn` with a hard timeout (and a pytest
+timeout on top), so a mismatched collective fails the test instead of hanging it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from specaware.dssync import (
+    DSSyncConfig,
+    DSSyncConfigError,
+    DSSyncHook,
+    DSSyncUnsupportedError,
+    ReplicaState,
+    build_schedule,
+    check_deepspeed_config,
+)
+from specaware.dssync.buckets import FlatBuckets
+from specaware.dssync.launch import spawn
+
+NG_RADIANCE = Path("aviris-ng") / "ang20170323t202244_rdn_7000-7010.hdr"
+SPAWN_TIMEOUT_S = 200
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Config and schedules (no processes)
+
+
+def test_config_parses_a_training_section() -> None:
+    config = DSSyncConfig.from_dict(
+        {
+            "enabled": True,
+            "group_size": 4,
+            "schedule": "topology",
+            "seed": 3,
+            "topology": {"ranks_per_node": 8, "nodes_per_rack": 4},
+            "global_average_every": 100,
+            "disagreement_every": 25,
+        }
+    )
+    assert config.enabled and config.group_size == 4 and config.schedule == "topology"
+    assert config.topology is not None and config.topology.ranks_per_node == 8
+    assert DSSyncConfig.from_dict(None) == DSSyncConfig()
+    assert not DSSyncConfig.from_dict({}).enabled
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"group-size": 2}, "unknown key(s) group-size"),
+        ({"schedule": "hypercub"}, "dssync.schedule must be one of"),
+        ({"group_size": 0}, "dssync.group_size must be >= 1"),
+        ({"group_size": "4"}, "dssync.group_size must be an integer"),
+        ({"enabled": "yes"}, "dssync.enabled must be true or false"),
+        ({"schedule": "topology"}, "needs dssync.topology"),
+        ({"groups": [[[0, 1], [2, 3]]]}, "works with schedule 'seeded-shuffle'"),
+        ({"disagreement_every": -1}, "dssync.disagreement_every must be >= 0"),
+        ({"bucket_mb": 0}, "dssync.bucket_mb must be a positive number"),
+        ({"schedule": "topology", "topology": {"ranks_per_node": 4, "nodes": [[0]]}}, "not both"),
+        ({"schedule": "topology", "topology": {"racks": [[0]]}}, "needs the list of each node's ranks"),
+    ],
+)
+def test_config_errors_name_the_key(raw: dict[str, Any], message: str) -> None:
+    with pytest.raises(DSSyncConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        DSSyncConfig.from_dict(raw)
+
+
+def averaging_matrix(partition: tuple[tuple[int, ...], ...], world: int) -> np.ndarray:
+    """The linear map one round of group averages applies to the stacked replicas."""
+    matrix = np.zeros((world, world))
+    for group in partition:
+        for i in group:
+            matrix[i, list(group)] = 1.0 / len(group)
+    return matrix
+
+
+@pytest.mark.parametrize(
+    "world, size, rounds", [(4, 2, 2), (8, 2, 3), (8, 4, 2), (16, 4, 2), (32, 4, 3), (64, 8, 2)]
+)
+def test_hypercube_period_composes_the_exact_global_mean(world: int, size: int, rounds: int) -> None:
+    schedule = build_schedule(world, DSSyncConfig(group_size=size))
+    assert len(schedule.partitions) == rounds
+    assert all(len(group) == size for partition in schedule.partitions for group in partition)
+    product = np.eye(world)
+    for step in range(rounds):
+        product = averaging_matrix(schedule.partition(step), world) @ product
+    np.testing.assert_allclose(product, np.full((world, world), 1.0 / world), atol=1e-12)
+    if size == 2:  # the classic pairs i <-> i XOR 2^(t mod log2 W)
+        for step in range(2 * rounds):
+            assert schedule.group_of(5 % world, step) == tuple(
+                sorted((5 % world, (5 % world) ^ (1 << (step % rounds))))
+            )
+
+
+def test_hypercube_rejects_sizes_that_are_not_powers_of_two() -> None:
+    with pytest.raises(DSSyncConfigError, match="power-of-two"):
+        build_schedule(12, DSSyncConfig(group_size=2))
+    with pytest.raises(DSSyncConfigError, match="power-of-two"):
+        build_schedule(8, DSSyncConfig(group_size=3))
+    with pytest.raises(DSSyncConfigError, match="larger than the world"):
+        build_schedule(4, DSSyncConfig(group_size=8))
+
+
+def test_seeded_shuffle_uses_a_fixed_seeded_set_of_partitions() -> None:
+    config = DSSyncConfig(group_size=4, schedule="seeded-shuffle", num_partitions=6, seed=11)
+    schedule = build_schedule(16, config)
+    assert schedule == build_schedule(16, config)
+    assert schedule.partitions != build_schedule(
+        16, DSSyncConfig(group_size=4, schedule="seeded-shuffle", seed=12)
+    )
+    assert len(schedule.partitions) == 6
+    for partition in schedule.partitions:
+        assert sorted(r for group in partition for r in group) == list(range(16))
+    picks = [schedule.index(step) for step in range(600)]
+    assert set(picks) == set(range(6))
+    assert len(schedule.groups()) <= 6 * 4  # bounded, not a fresh partition per step
+    product = np.eye(16)
+    for step in range(200):
+        product = averaging_matrix(schedule.partition(step), 16) @ product
+    np.testing.assert_allclose(product, np.full((16, 16), 1 / 16), atol=1e-6)
+
+
+def test_seeded_shuffle_accepts_explicit_partitions_and_rejects_disconnected_ones() -> None:
+    explicit = {"schedule": "seeded-shuffle", "groups": [[[0, 1], [2, 3, 4, 5]], [[0, 2, 4], [1, 3, 5]]]}
+    schedule = build_schedule(6, DSSyncConfig.from_dict(explicit))
+    assert schedule.partitions == (((0, 1), (2, 3, 4, 5)), ((0, 2, 4), (1, 3, 5)))
+    with pytest.raises(DSSyncConfigError, match="never mixes"):
+        build_schedule(
+            4, DSSyncConfig.from_dict({"schedule": "seeded-shuffle", "groups": [[[0, 1], [2, 3]]]})
+        )
+    with pytest.raises(DSSyncConfigError, match="exactly once"):
+        build_schedule(
+            4, DSSyncConfig.from_dict({"schedule": "seeded-shuffle", "groups": [[[0, 1], [1, 3]]]})
+        )
+    with pytest.raises(DSSyncConfigError, match="never mixes"):
+        build_schedule(8, DSSyncConfig(group_size=2, schedule="seeded-shuffle", num_partitions=1))
+
+
+def test_topology_alternates_intra_node_and_rail_groups_within_and_across_racks() -> None:
+    topology = {"ranks_per_node": 4, "nodes_per_rack": 2}
+    config = DSSyncConfig.from_dict({"schedule": "topology", "group_size": 2, "topology": topology})
+    schedule = build_schedule(32, config)  # 8 nodes of 4 ranks, 4 racks of 2 nodes
+
+    def node(rank: int) -> int:
+        return rank // 4
+
+    kinds = []
+    for step in range(40):
+        partition = schedule.partition(step)
+        assert sorted(r for group in partition for r in group) == list(range(32))
+        if step % 2 == 0:
+            assert partition == tuple(tuple(range(n * 4, n * 4 + 4)) for n in range(8))
+            continue
+        for group in partition:
+            assert len({r % 4 for r in group}) == 1  # one rail: the same local index
+            assert len({node(r) for r in group}) == len(group)  # one rank per node
+        racks = {len({node(r) // 2 for r in group}) for group in partition}
+        kinds.append("within" if racks == {1} else "across")
+        assert racks in ({1}, {2})
+    assert kinds == ["within", "across"] * 10
+    product = np.eye(32)  # not exact per period like the hypercube, but geometric mixing
+    for step in range(81):
+        product = averaging_matrix(schedule.partition(step), 32) @ product
+    np.testing.assert_allclose(product, np.full((32, 32), 1 / 32), atol=1e-6)
+
+
+def test_topology_explicit_map_and_single_node() -> None:
+    nodes = {"nodes": [[0, 2, 4], [1, 3, 5]], "racks": [[0, 1]]}
+    schedule = build_schedule(6, DSSyncConfig.from_dict({"schedule": "topology", "topology": nodes}))
+    assert schedule.partition(0) == ((0, 2, 4), (1, 3, 5))
+    assert schedule.partition(1) == ((0, 1), (2, 3), (4, 5))
+    single = build_schedule(
+        4, DSSyncConfig.from_dict({"schedule": "topology", "topology": {"ranks_per_node": 4}})
+    )
+    assert single.partitions == (((0, 1, 2, 3),),)
+    with pytest.raises(DSSyncConfigError, match="exactly once"):
+        build_schedule(
+            6, DSSyncConfig.from_dict({"schedule": "topology", "topology": {"nodes": [[0, 1], [2]]}})
+        )
+
+
+@pytest.mark.parametrize(
+    "ds_config, setting",
+    [
+        ({"zero_optimization": {"stage": 1}}, "ZeRO stage 1 (set zero_optimization.stage to 0)"),
+        ({"zero_optimization": {"stage": 3}}, "ZeRO stage 3"),
+        ({"tensor_parallel": {"autotp_size": 2}}, "tensor_parallel.autotp_size=2"),
+        ({"sequence_parallel_size": 2}, "sequence_parallel_size=2"),
+        ({"compile": {"deepcompile": True}}, "compile.deepcompile"),
+    ],
+)
+def test_deepspeed_config_refusals_name_the_setting(ds_config: dict[str, Any], setting: str) -> None:
+    with pytest.raises(DSSyncUnsupportedError, match=setting.replace("(", r"\(").replace(")", r"\)")):
+        check_deepspeed_config(ds_config)
+    check_deepspeed_config({"zero_optimization": {"stage": 0}, "bf16": {"enabled": True}})
+
+
+def test_buckets_group_by_communication_dtype_and_cap_their_size() -> None:
+    tensors = [
+        torch.ones(10),
+        torch.ones(5, dtype=torch.bfloat16),
+        torch.ones(30),
+        torch.ones(3, dtype=torch.float64),
+    ]
+    buckets = FlatBuckets(tensors, bucket_bytes=100)
+    layout = [(b.flat.dtype, b.flat.numel(), len(b.tensors)) for b in buckets.buckets]
+    # bf16 travels in an fp32 bucket with the first fp32 tensor; the 30-element tensor exceeds 100 bytes alone.
+    assert layout == [(torch.float32, 15, 2), (torch.float32, 30, 1), (torch.float64, 3, 1)]
+    assert buckets.nbytes == 15 * 4 + 30 * 4 + 3 * 8
+    buckets.buckets[0].flat.fill_(0.5)
+    buckets.buckets[0].unpack()
+    assert tensors[1].dtype == torch.bfloat16 and bool((tensors[1] == 0.5).all())
+    with pytest.raises(TypeError, match="floating-point"):
+        FlatBuckets([torch.ones(2, dtype=torch.int64)], 100)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Multi-process workers (module level, so spawned processes can unpickle them)
+
+
+def _flat(state: ReplicaState) -> torch.Tensor:
+    return torch.cat([t.detach().reshape(-1).double() for t in state.averaged])
+
+
+def _consensus_worker(group_sizes: list[int]) -> list[dict[str, Any]]:
+    """Per group size: distinct replicas, one hypercube period of plain averaging (no updates) vs the mean."""
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    calls: list[list[int]] = []
+    create = dist.new_group
+
+    def counting_new_group(ranks: list[int], *args: Any, **kwargs: Any) -> Any:
+        calls.append(list(ranks))
+        return create(ranks, *args, **kwargs)
+
+    dist.new_group = counting_new_group
+    results = []
+    for group_size in group_sizes:
+        torch.manual_seed(rank)
+        model = nn.Sequential(nn.Linear(5, 7), nn.BatchNorm1d(7), nn.Linear(7, 3))
+        with torch.no_grad():
+            model[1].running_mean.normal_()
+        state = ReplicaState.from_module(model)
+        mean = _flat(state)
+        dist.all_reduce(mean)
+        mean /= world
+        calls.clear()
+        hook = DSSyncHook(state, DSSyncConfig(enabled=True, group_size=group_size, disagreement_every=0))
+        calls_at_attach = len(calls)
+        period = len(hook.schedule.partitions)
+        planned = [hook.schedule.partition(step) for step in range(3 * period)]
+        gathered: list[Any] = [None] * world
+        dist.all_gather_object(gathered, planned)
+        before = hook.disagreement()
+        errors = []
+        for _ in range(period):
+            hook.average()
+            errors.append(float((_flat(state) - mean).abs().max()))
+        results.append(
+            {
+                "same_schedule": all(other == planned for other in gathered),
+                "created": hook.groups.created,
+                "calls_at_attach": calls_at_attach,
+                "calls_after": len(calls),
+                "rounds": period,
+                "errors": errors,
+                "scale": float(mean.abs().max()),
+                "before": before,
+                "after": hook.disagreement(),
+                "batches_tracked": int(model[1].num_batches_tracked),
+            }
+        )
+    results.append(_global_average_every(rank))
+    dist.destroy_process_group()
+    return results
+
+
+def _global_average_every(rank: int) -> dict[str, Any]:
+    """``global_average_every=3``: steps 1-2 are group averages (one is not yet the mean), step 3 global."""
+    torch.manual_seed(100 + rank)
+    state = ReplicaState.from_module(nn.Linear(4, 4))
+    hook = DSSyncHook(
+        state, DSSyncConfig(enabled=True, group_size=2, global_average_every=3, disagreement_every=3)
+    )
+    trace = []
+    for _ in range(3):
+        hook.after_step()
+        trace.append(hook.disagreement())
+    return {"trace": trace, "step": hook.step, "logged": hook.disagreements}
+
+
+def _quiet_deepspeed() -> None:
+    import deepspeed
+
+    deepspeed.init_distributed(dist_backend="gloo")
+    logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
+
+
+def _training_worker(header: str, steps: int, checkpoint_dir: str) -> dict[str, Any]:
+    """All-reduce baseline, DS-Sync (hypercube pairs) and the gradient-only counter-example, same data."""
+    from specaware.dssync import attach_dssync
+    from specaware.dssync.demo import evaluate, load_spectra, make_engine, replica_disagreement, train
+    from specaware.dssync.groups import ProcessGroups
+
+    _quiet_deepspeed()
+    spectra = load_spectra(Path(header))
+    bands, rank = spectra.shape[1], dist.get_rank()
+    settings = {"steps": steps, "micro_batch": 8, "measure_every": 10}
+
+    baseline = train(make_engine(bands, lr=3e-3, micro_batch=8), spectra, **settings)
+
+    engine = make_engine(bands, lr=3e-3, micro_batch=8)
+    hook = attach_dssync(
+        engine, {"enabled": True, "group_size": 2, "schedule": "hypercube", "disagreement_every": 5}
+    )
+    assert hook is not None
+    dssync = train(engine, spectra, **settings)
+    engine.save_checkpoint(checkpoint_dir, tag="final")  # DS-Sync averages globally first
+    saved_equals_consensus = True
+    if rank == 0:
+        saved = torch.load(Path(checkpoint_dir) / "final" / "mp_rank_00_model_states.pt", weights_only=False)
+        live = engine.module.state_dict()
+        saved_equals_consensus = all(torch.equal(saved["module"][k], live[k]) for k in live)
+
+    # The counter-example: gradients (not parameters) averaged within the same kind of shuffled groups.
+    shuffled = build_schedule(dist.get_world_size(), DSSyncConfig(group_size=2, schedule="seeded-shuffle"))
+    shuffled_groups = ProcessGroups(shuffled)
+    rounds = [0]
+
+    def average_gradients_in_group(gradient_engine: Any) -> None:
+        group = shuffled.group_of(rank, rounds[0])
+        rounds[0] += 1
+        for param in gradient_engine.module.parameters():
+            dist.all_reduce(param.grad, group=shuffled_groups.handle(group))
+            param.grad.div_(len(group))
+
+    gradient_engine = make_engine(bands, lr=3e-3, micro_batch=8)
+    gradient_engine.enable_backward_allreduce = False
+    gradient_only = train(gradient_engine, spectra, **settings, before_step=average_gradients_in_group)
+
+    return {
+        "baseline_loss": baseline.final_loss,
+        "baseline_disagreements": [d for _, d in baseline.disagreements],
+        "dssync_replica_loss": dssync.final_loss,
+        "dssync_disagreements": [d for _, d in dssync.disagreements],
+        "hook_disagreements": hook.disagreements,
+        "hook_steps": hook.step,
+        "hook_groups": hook.groups.created,
+        "allreduce_off": not engine.enable_backward_allreduce,
+        "after_checkpoint": replica_disagreement(engine),
+        "consensus_loss": evaluate(engine, spectra),
+        "saved_equals_consensus": saved_equals_consensus,
+        "gradient_only_loss": gradient_only.final_loss,
+        "gradient_only_disagreements": [d for _, d in gradient_only.disagreements],
+    }
+
+
+def _bf16_worker(header: str, steps: int) -> dict[str, Any]:
+    """bf16 at ZeRO 0: DS-Sync averages the fp32 masters and refreshes the bf16 model weights from them."""
+    from specaware.dssync import attach_dssync
+    from specaware.dssync.demo import evaluate, load_spectra, make_engine, replica_disagreement, train
+
+    _quiet_deepspeed()
+    spectra = load_spectra(Path(header))
+    engine = make_engine(spectra.shape[1], lr=3e-3, micro_batch=8, bf16=True)
+    hook = attach_dssync(engine, {"enabled": True, "group_size": 2, "disagreement_every": 0})
+    assert hook is not None
+    initial = evaluate(engine, spectra)
+    result = train(engine, spectra, steps=steps, micro_batch=8, measure_every=steps)
+    masters_fp32 = all(master.dtype == torch.float32 for _, master in hook.replica.copies)
+    refreshed = all(torch.equal(model.data, master.to(model.dtype)) for model, master in hook.replica.copies)
+    model_bf16 = all(p.dtype == torch.bfloat16 for p in engine.module.parameters())
+    masters_before = replica_disagreement(engine)
+    hook.global_average()
+    masters_after = replica_disagreement(engine)
+    lp = torch.cat([p.detach().float().reshape(-1) for p in engine.module.parameters()])
+    lp_max, lp_min = lp.clone(), lp.clone()
+    dist.all_reduce(lp_max, op=dist.ReduceOp.MAX)
+    dist.all_reduce(lp_min, op=dist.ReduceOp.MIN)
+    return {
+        "optimizer": type(engine.optimizer).__name__,
+        "masters_fp32": masters_fp32,
+        "model_bf16": model_bf16,
+        "refreshed": refreshed,
+        "masters_before": masters_before,
+        "masters_after": masters_after,
+        "lp_identical": bool(torch.equal(lp_max, lp_min)),
+        "initial_loss": initial,
+        "final_loss": evaluate(engine, spectra),
+        "train_loss": result.losses,
+    }
+
+
+def _refusal_worker() -> dict[str, Any]:
+    """ZeRO stage 1 is refused with the documented error; a disabled config installs nothing."""
+    from specaware.dssync import attach_dssync
+    from specaware.dssync.demo import make_engine
+
+    _quiet_deepspeed()
+    zero = make_engine(16, lr=1e-3, micro_batch=4, zero_stage=1)
+    try:
+        attach_dssync(zero, {"enabled": True})
+        message = ""
+    except DSSyncUnsupportedError as error:
+        message = str(error)
+    plain = make_engine(16, lr=1e-3, micro_batch=4)
+    disabled = attach_dssync(plain, {"enabled": False, "group_size": 2})
+    return {
+        "message": message,
+        "disabled_is_none": disabled is None,
+        "allreduce_kept": plain.enable_backward_allreduce,
+    }
+
+
+def _sleep_forever() -> None:
+    time.sleep(3600)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Multi-process tests
+
+
+@pytest.fixture(scope="module")
+def radiance(realdata: Path) -> Path:
+    path = realdata / NG_RADIANCE
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    return path
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("world, groups_by_size", [(4, {2: 4, 4: 0}), (8, {2: 12, 4: 4})])
+def test_one_hypercube_period_without_updates_gives_every_replica_the_global_mean(
+    world: int, groups_by_size: dict[int, int]
+) -> None:
+    per_rank = spawn(_consensus_worker, world, list(groups_by_size), timeout_s=SPAWN_TIMEOUT_S)
+    for results in per_rank:
+        periodic = results.pop()
+        assert periodic["step"] == 3 and periodic["trace"][0] > 1e-3 and periodic["trace"][2] < 1e-7
+        assert periodic["logged"] == [(3, periodic["trace"][2])]
+        for groups, result in zip(groups_by_size.values(), results, strict=True):
+            assert result["same_schedule"]
+            # log2(W)/log2(K) rounds x W/K groups; a whole-world group reuses the default group.
+            assert result["created"] == groups
+            assert result["calls_at_attach"] == groups and result["calls_after"] == groups  # never again
+            assert result["before"] > 0.1
+            assert result["errors"][-1] <= 1e-6 * result["scale"]
+            assert result["after"] < 1e-6
+            assert result["batches_tracked"] == 0  # integer buffers are not averaged
+            if result["rounds"] > 1:
+                assert result["errors"][-2] > 1e-3 * result["scale"]  # not already the mean one round early
+
+
+@pytest.mark.timeout(240)
+def test_deepspeed_training_tracks_allreduce_and_gradient_only_averaging_diverges(
+    radiance: Path, tmp_path: Path
+) -> None:
+    steps = 60
+    results = spawn(_training_worker, 4, str(radiance), steps, str(tmp_path), timeout_s=SPAWN_TIMEOUT_S)
+    first = results[0]
+    assert first["allreduce_off"] and first["hook_steps"] == steps and first["hook_groups"] == 4
+    assert max(first["baseline_disagreements"]) < 1e-6  # all-reduce keeps identical replicas
+
+    # DS-Sync: replicas differ (no hidden all-reduce) but stay close, and the loss tracks the baseline.
+    dssync = first["dssync_disagreements"]
+    assert 1e-4 < max(dssync) < 0.03
+    assert dssync[-1] <= 1.5 * dssync[0]
+    assert [step for step, _ in first["hook_disagreements"]] == list(range(5, steps + 1, 5))
+    baseline = first["baseline_loss"]
+    assert first["consensus_loss"] <= 1.2 * baseline + 0.01
+    assert all(r["dssync_replica_loss"] <= 1.3 * baseline + 0.01 for r in results)
+
+    # The checkpoint holds the consensus model: identical replicas, saved weights equal to them.
+    assert first["after_checkpoint"] < 1e-7
+    assert all(r["saved_equals_consensus"] for r in results)
+    assert len({r["consensus_loss"] for r in results}) == 1
+
+    # Averaging only gradients in shuffled groups: replicas random-walk apart.
+    gradient_only = first["gradient_only_disagreements"]
+    assert gradient_only[-1] > 10 * dssync[-1]
+    assert gradient_only[-1] > 2 * gradient_only[0]
+    assert np.mean([r["gradient_only_loss"] for r in results]) > baseline
+
+
+@pytest.mark.timeout(240)
+def test_bf16_averages_fp32_master_weights_and_refreshes_the_bf16_model(radiance: Path) -> None:
+    results = spawn(_bf16_worker, 4, str(radiance), 30, timeout_s=SPAWN_TIMEOUT_S)
+    for result in results:
+        assert result["optimizer"] == "FP16_UnfusedOptimizer"  # DeepSpeed 0.19.8's bf16 path at ZeRO 0
+        assert result["masters_fp32"] and result["model_bf16"]
+        assert result["refreshed"]  # bf16 weights == bf16(averaged fp32 masters) after every step
+        assert result["masters_before"] > 1e-5
+        assert result["masters_after"] < 1e-7
+        assert result["lp_identical"]
+        assert result["final_loss"] < 0.5 * result["initial_loss"]
+
+
+@pytest.mark.timeout(240)
+def test_zero_stage_one_is_refused_with_the_documented_error() -> None:
+    (result,) = spawn(_refusal_worker, 1, timeout_s=SPAWN_TIMEOUT_S)
+    assert "ZeRO stage 1 (set zero_optimization.stage to 0)" in result["message"]
+    assert "DS-Sync needs plain data parallelism at ZeRO stage 0" in result["message"]
+    assert result["disabled_is_none"] and result["allreduce_kept"]
+
+
+def test_spawn_times_out_instead_of_hanging() -> None:
+    with pytest.raises(TimeoutError):
+        spawn(_sleep_forever, 1, timeout_s=3)
