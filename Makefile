@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.read --quick
 	$(BIN)/python -m benchmarks.etl --quick
 	$(BIN)/python -m benchmarks.compression --quick
+	$(BIN)/python -m benchmarks.loader --quick
 
 clean:
 	rm -rf build .pytest_cache

@@ -1,0 +1,276 @@
+"""Open a shard set: from a build folder, a shards folder, a brace pattern, a list of tars, or a STAC selection.
+
+Whatever the input, the result is a :class:`ShardSet`: every shard with its sensor × level group, the number of
+samples it will stream, its sha256 (when an ``index.json`` lists it) and, for a selection, the keys to stream.
+Everything the loader plans with (group sizes for mixing weights, shard sizes for resuming) is known here,
+before any worker starts, so every rank derives the same schedule from the same numbers.
+
+A selection (sensor, level, split, product, QA threshold, any pyarrow expression) is a query on the
+stac-geoparquet patch index: it picks the shard files *and* the keys inside them, and the reader skips the
+other keys without decoding them.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow.compute as pc
+from braceexpand import braceexpand
+
+from hyper400k.shards import INDEX_NAME, ShardError, count_samples, read_index
+from hyper400k.stac import CATALOG_FILE, PATCH_INDEX_FILE, REL_SHARD_INDEX, read_patch_index
+
+Source = str | Path | Sequence[str | Path]
+
+_PATCH_COLUMNS = ["id", "hyper400k:shard", "hyper400k:sensor", "hyper400k:level"]
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One tar shard: where it is, its group, how many samples it streams, its checksum, its selected keys.
+
+    ``samples`` counts the samples the loader streams from it: all of them, or the selected ones when ``keys``
+    is set (the reader then skips every other key without decoding it).
+    """
+
+    path: Path
+    sensor: str
+    level: str
+    samples: int
+    sha256: str | None = None
+    keys: frozenset[str] | None = None
+
+    @property
+    def group(self) -> str:
+        """``<sensor>-<level>``, the build's shard group and the loader's bucket."""
+        return f"{self.sensor}-{self.level}"
+
+
+@dataclass(frozen=True)
+class ShardSet:
+    """The shards to stream and the per-band statistics the build computed (``{group: {wavelength_nm, mean,
+    std, pixels}}``, empty when the source has no shard index)."""
+
+    shards: tuple[Shard, ...]
+    band_stats: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @property
+    def samples(self) -> int:
+        return sum(shard.samples for shard in self.shards)
+
+    def by_group(self) -> dict[str, list[Shard]]:
+        """Shards per group, groups and shards in a stable (sorted) order."""
+        groups: dict[str, list[Shard]] = defaultdict(list)
+        for shard in sorted(self.shards, key=lambda s: (s.group, str(s.path))):
+            groups[shard.group].append(shard)
+        return dict(sorted(groups.items()))
+
+    def group_samples(self) -> dict[str, int]:
+        """Samples per group."""
+        return {group: sum(s.samples for s in shards) for group, shards in self.by_group().items()}
+
+
+def open_shards(
+    source: Source,
+    *,
+    sensor: str | Iterable[str] | None = None,
+    level: str | Iterable[str] | None = None,
+    split: str | Iterable[str] | None = None,
+    product: str | Iterable[str] | None = None,
+    min_valid_fraction: float | None = None,
+    expression: pc.Expression | None = None,
+) -> ShardSet:
+    """The shards of ``source``, optionally narrowed to the samples matching a selection.
+
+    ``source`` is one of: a build folder (holding ``catalog.json``), a ``catalog.json``, a ``patches.parquet``,
+    a shards folder or its ``index.json``, one ``.tar``, a list of ``.tar`` paths, or a brace pattern such as
+    ``"shards/aviris-ng-L1/aviris-ng-L1-{000000..000123}.tar"``. The selection arguments are those of
+    :func:`hyper400k.stac.read_patch_index` and need the patch index (a build folder, catalog or parquet).
+
+    Raises :class:`~hyper400k.shards.ShardError` naming a listed shard that is missing, and ``ValueError``
+    for an unusable source or a selection that matches nothing.
+    """
+    selection = {
+        "sensor": sensor,
+        "level": level,
+        "split": split,
+        "product": product,
+        "min_valid_fraction": min_valid_fraction,
+        "expression": expression,
+    }
+    selecting = any(value is not None for value in selection.values())
+    if isinstance(source, str) and "{" in source:
+        _refuse_selection(selecting, source)
+        return _from_tars([Path(p) for p in braceexpand(source)])
+    if not isinstance(source, str | Path):
+        _refuse_selection(selecting, "a list of tars")
+        return _from_tars([Path(p) for p in source])
+    path = Path(source)
+    catalog = path / CATALOG_FILE if path.is_dir() else path
+    if catalog.name == CATALOG_FILE and catalog.is_file():
+        patches, index = _catalog_assets(catalog)
+        if selecting:
+            if patches is None:
+                raise ValueError(f"{catalog} has no patch index asset; cannot select samples")
+            return _from_patch_index(patches, catalog.parent, index, selection)
+        if index is None:
+            raise ValueError(f"{catalog} links no shard index ({REL_SHARD_INDEX})")
+        return _from_index(index)
+    if path.suffix == ".parquet" or (path.is_dir() and (path / PATCH_INDEX_FILE).is_file()):
+        patches = path if path.suffix == ".parquet" else path / PATCH_INDEX_FILE
+        beside = patches.parent / CATALOG_FILE
+        index = _catalog_assets(beside)[1] if beside.is_file() else None
+        return _from_patch_index(patches, patches.parent, index, selection)
+    if path.name == INDEX_NAME or (path.is_dir() and (path / INDEX_NAME).is_file()):
+        _refuse_selection(selecting, str(path))
+        return _from_index(path)
+    if path.is_dir():
+        tars = sorted(path.rglob("*.tar"))
+        if not tars:
+            raise ValueError(f"{path} holds no catalog.json, index.json or *.tar")
+        _refuse_selection(selecting, str(path))
+        return _from_tars(tars)
+    if path.suffix == ".tar":
+        _refuse_selection(selecting, str(path))
+        return _from_tars([path])
+    raise ValueError(f"cannot open {path}: not a build folder, catalog, patch index, shard index or tar")
+
+
+def _refuse_selection(selecting: bool, source: str) -> None:
+    if selecting:
+        raise ValueError(
+            f"selecting by sensor/level/split/QA needs the STAC patch index; {source} has none "
+            "(open the build folder, its catalog.json or patches.parquet instead)"
+        )
+
+
+def _catalog_assets(catalog: Path) -> tuple[Path | None, Path | None]:
+    """The patch index and shard index a root ``catalog.json`` points at (its asset and link)."""
+    try:
+        root = json.loads(catalog.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read the catalog {catalog}: {exc}") from exc
+    patches_href = root.get("assets", {}).get("patches", {}).get("href")
+    index_href = next(
+        (link["href"] for link in root.get("links", []) if link.get("rel") == REL_SHARD_INDEX), None
+    )
+    base = catalog.parent
+    return (
+        (base / patches_href).resolve() if patches_href else None,
+        (base / index_href).resolve() if index_href else None,
+    )
+
+
+def _from_index(index_path: Path) -> ShardSet:
+    """Every shard an ``index.json`` lists, with counts and checksums from the index."""
+    index = read_index(index_path)
+    folder = index_path.parent if index_path.name == INDEX_NAME else index_path
+    groups = set(index.get("groups", []))
+    shards = []
+    for entry in index["shards"]:
+        path = folder / entry["name"]
+        _require_file(path, index_path)
+        directory = Path(entry["name"]).parent.name
+        sensor, level = _split_group(directory) if directory in groups else _peek_group(path)
+        shards.append(Shard(path, sensor, level, entry["samples"], entry["sha256"]))
+    return ShardSet(tuple(shards), index.get("band_stats", {}))
+
+
+def _from_tars(paths: list[Path]) -> ShardSet:
+    """Explicit tar files; counts, checksums and band statistics come from an ``index.json`` beside them
+    (in the tar's folder or its parent, as the build writes it) when there is one, else from the tar headers."""
+    if not paths:
+        raise ValueError("no shard paths given")
+    entries: dict[Path, dict[str, Any]] = {}
+    band_stats: dict[str, Any] = {}
+    groups: set[str] = set()
+    for folder in sorted({p.parent.resolve() for p in paths} | {p.parent.parent.resolve() for p in paths}):
+        if (folder / INDEX_NAME).is_file():
+            index = read_index(folder)
+            entries.update({(folder / e["name"]).resolve(): e for e in index["shards"]})
+            band_stats.update(index.get("band_stats", {}))
+            groups.update(index.get("groups", []))
+    shards = []
+    for path in paths:
+        _require_file(path, None)
+        entry = entries.get(path.resolve())
+        if entry is None:
+            sensor, level = _peek_group(path)
+            shards.append(Shard(path, sensor, level, count_samples(path)))
+            continue
+        directory = Path(entry["name"]).parent.name
+        sensor, level = _split_group(directory) if directory in groups else _peek_group(path)
+        shards.append(Shard(path, sensor, level, entry["samples"], entry["sha256"]))
+    return ShardSet(tuple(shards), band_stats)
+
+
+def _from_patch_index(
+    patches: Path, root: Path, index_path: Path | None, selection: Mapping[str, Any]
+) -> ShardSet:
+    """The shards and keys of the patch-index rows matching ``selection`` (hrefs are relative to ``root``)."""
+    table = read_patch_index(patches, columns=_PATCH_COLUMNS, **selection)
+    if table.num_rows == 0:
+        raise ValueError(f"the selection {_describe(selection)} matches no sample in {patches}")
+    index = read_index(index_path) if index_path is not None else None
+    entries = {}
+    if index is not None:
+        folder = index_path.parent if index_path.name == INDEX_NAME else index_path
+        entries = {(folder / e["name"]).resolve(): e for e in index["shards"]}
+    rows = table.to_pydict()
+    keys: dict[str, set[str]] = defaultdict(set)
+    group_of: dict[str, tuple[str, str]] = {}
+    for key, href, sensor, level in zip(*(rows[c] for c in _PATCH_COLUMNS), strict=True):
+        keys[href].add(key)
+        group_of[href] = (sensor, level)
+    shards = []
+    for href in sorted(keys):
+        path = (root / href).resolve()
+        _require_file(path, patches)
+        entry = entries.get(path)
+        selected = frozenset(keys[href])
+        if entry is not None and entry["samples"] == len(selected):
+            selected_keys = None  # every sample of the shard is selected: stream it without a key filter
+        else:
+            selected_keys = selected
+        sensor, level = group_of[href]
+        shards.append(
+            Shard(path, sensor, level, len(selected), entry["sha256"] if entry else None, selected_keys)
+        )
+    return ShardSet(tuple(shards), index.get("band_stats", {}) if index else {})
+
+
+def _describe(selection: Mapping[str, Any]) -> str:
+    return ", ".join(f"{name}={value!r}" for name, value in selection.items() if value is not None) or "(all)"
+
+
+def _require_file(path: Path, listed_in: Path | None) -> None:
+    if not path.is_file():
+        where = f" (listed in {listed_in})" if listed_in is not None else ""
+        raise ShardError(path, f"shard is missing{where}")
+
+
+def _split_group(group: str) -> tuple[str, str]:
+    """``"aviris-ng-L1"`` -> ``("aviris-ng", "L1")`` (levels hold no ``-``)."""
+    sensor, _, level = group.rpartition("-")
+    return sensor, level
+
+
+def _peek_group(path: Path) -> tuple[str, str]:
+    """Sensor and level of a shard from the ``meta.json`` of its first sample (data members are skipped)."""
+    try:
+        with tarfile.open(path, mode="r:") as archive:
+            for info in archive:
+                if info.isfile() and info.name.endswith(".meta.json"):
+                    member = archive.extractfile(info)
+                    assert member is not None  # a regular file always has a reader
+                    meta = json.loads(member.read())
+                    return str(meta["sensor"]), str(meta["level"])
+    except (tarfile.TarError, OSError, ValueError, KeyError, TypeError) as exc:
+        raise ShardError(path, f"cannot read the first sample's meta.json: {exc!r}") from exc
+    raise ShardError(path, "holds no meta.json: not a hyper400k shard")
