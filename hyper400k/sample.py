@@ -135,9 +135,16 @@ def schema_problems(key: str, data: np.ndarray, valid: np.ndarray, meta: dict[st
 
 
 def _all_finite_float16(data: np.ndarray) -> bool:
-    """``np.isfinite(data).all()`` for float16 by its exponent bits: ~10x faster on 50 MB patches."""
-    exponent = np.bitwise_and(data.view(np.uint16), 0x7C00)
-    return not np.any(exponent == 0x7C00)
+    """``np.isfinite(data).all()`` for float16 by its exponent bits, a few bands at a time so the temporaries
+    stay in cache: ~10x faster than ``isfinite`` on 50 MB patches."""
+    bits = np.ascontiguousarray(data).view(np.uint16).reshape(data.shape[0], -1)
+    scratch = np.empty((min(16, len(bits)), bits.shape[1]), dtype=np.uint16)
+    for start in range(0, len(bits), len(scratch)):
+        chunk = bits[start : start + len(scratch)]
+        exponent = np.bitwise_and(chunk, 0x7C00, out=scratch[: len(chunk)])
+        if (exponent == 0x7C00).any():
+            return False
+    return True
 
 
 def _npy(array: np.ndarray) -> bytes:
