@@ -1,0 +1,84 @@
+"""The ``specaware`` command line: pretraining and feature extraction (thin layer over the library)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    help="SpecAware: pretrain the multi-sensor hyperspectral foundation model and use it.",
+    no_args_is_help=True,
+)
+err = Console(stderr=True)
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+@app.command()
+def pretrain(
+    config: Annotated[Path, typer.Option(help="Pretraining config (YAML).")] = Path(
+        "pipelines/configs/pretrain_tiny.yaml"
+    ),
+    data: Annotated[str | None, typer.Option(help="Build folder or shards (overrides the config).")] = None,
+    output: Annotated[str | None, typer.Option(help="Output folder (overrides the config).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Total steps (overrides the config).")] = None,
+    model: Annotated[str | None, typer.Option(help="tiny, base or large (overrides the config).")] = None,
+    deepspeed_config: Annotated[
+        str | None, typer.Option(help="DeepSpeed JSON (overrides the config).")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """MAE pretraining on DeepSpeed; resumes from the output folder's latest checkpoint."""
+    from specaware.train.config import PretrainConfig
+    from specaware.train.pretrain import pretrain as run
+
+    try:
+        settings = PretrainConfig.from_yaml(
+            config, data=data, output=output, steps=steps, model=model, deepspeed_config=deepspeed_config
+        )
+        result = run(settings, progress=progress)
+    except (ValueError, FileNotFoundError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(code=2) from exc
+    typer.echo(f"{result.steps} steps, final loss {result.final_loss:.4f}; model: {result.model_path}")
+
+
+@app.command()
+def embed(
+    checkpoint: Annotated[Path, typer.Argument(help="A model.pt written by pretraining.")],
+    source: Annotated[str, typer.Argument(help="A product file, or a build/shards folder.")],
+    output: Annotated[Path, typer.Argument(help="Output .npz (keys, cls, mean[, grid]).")],
+    tile: Annotated[int, typer.Option(help="Tile (and crop) size in pixels.")] = 64,
+    batch_size: Annotated[int, typer.Option(help="Samples per forward pass.")] = 8,
+    grid: Annotated[bool, typer.Option(help="Also store the patch-token grid of every item.")] = False,
+    split: Annotated[str | None, typer.Option(help="Only samples of this split (shard sets).")] = None,
+) -> None:
+    """Encoder features of every tile of a product, or every sample of a shard set."""
+    from hyper400k.errors import ProductError
+    from specaware.embed import embed_batches, product_batches, save_features, shard_batches
+    from specaware.model.checkpoint import load_checkpoint
+
+    try:
+        model = load_checkpoint(checkpoint)
+        path = Path(source)
+        is_shards = path.is_dir() or path.suffix in (".tar", ".json", ".parquet") or "{" in source
+        batches = (
+            shard_batches(source, batch_size, tile, split=split)
+            if is_shards
+            else product_batches(path, tile, batch_size)
+        )
+        features = embed_batches(model, batches, keep_grid=grid)
+    except (ProductError, ValueError, FileNotFoundError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(code=2) from exc
+    save_features(output, features)
+    typer.echo(f"{len(features['keys'])} items x {features['cls'].shape[1]} features -> {output}")

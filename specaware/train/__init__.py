@@ -1,0 +1,1 @@
+"""SpecAware pretraining on DeepSpeed: configuration, learning-rate schedule, the loop, checkpoints, logging."""
