@@ -82,3 +82,7 @@ def embed(
         raise typer.Exit(code=2) from exc
     save_features(output, features)
     typer.echo(f"{len(features['keys'])} items x {features['cls'].shape[1]} features -> {output}")
+
+
+if __name__ == "__main__":  # `python -m specaware.cli`, as the deepspeed/torchrun launchers start it
+    app()
