@@ -84,5 +84,17 @@ def embed(
     typer.echo(f"{len(features['keys'])} items x {features['cls'].shape[1]} features -> {output}")
 
 
+def _register_downstream() -> None:
+    """``finetune``, ``probe``, ``baseline`` and ``evaluate`` live in :mod:`specaware.downstream.cli`."""
+    from specaware.downstream import cli as downstream
+
+    app.command("finetune")(downstream.finetune_command)
+    app.command("probe")(downstream.probe_command)
+    app.command("baseline")(downstream.baseline_command)
+    app.command("evaluate")(downstream.evaluate_command)
+
+
+_register_downstream()
+
 if __name__ == "__main__":  # `python -m specaware.cli`, as the deepspeed/torchrun launchers start it
     app()
