@@ -6,8 +6,8 @@ split with the same code and write to ``output``: ``metrics.json`` (OA, AA, κ, 
 ``confusion.png``, ``maps.png`` (prediction beside ground truth; segmentation and change), and for the neural
 modes ``downstream.pt`` and ``history.csv``. :func:`evaluate` re-scores a saved ``downstream.pt``.
 
-Optimisation is plain PyTorch AdamW with linear warm-up + cosine decay (the pretraining schedule), on CUDA when
-available and CPU otherwise; DeepSpeed is not used here. Inputs are the sensor's physical units (no
+Optimisation runs on the pretraining's DeepSpeed machinery (:mod:`specaware.train.engine`: AdamW, linear warm-up +
+cosine decay; gloo on CPU, the GPU when there is one). Inputs are the sensor's physical units (no
 normalisation), as the encoder was pretrained on them; baselines standardise each band.
 """
 
@@ -40,7 +40,7 @@ from specaware.downstream.metrics import (
 from specaware.model.checkpoint import load_checkpoint
 from specaware.model.mae import SpecAwareMAE, build_model
 from specaware.model.text import text_vectors
-from specaware.train.schedule import warmup_cosine
+from specaware.train.engine import decay_groups, make_engine
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,7 @@ class DownstreamConfig:
     rf_trees: int = 200
     max_map_items: int = 4
     device: str = "auto"
+    deepspeed_config: str = "pipelines/configs/deepspeed_cpu.json"
 
     def __post_init__(self) -> None:
         problems = []
@@ -194,31 +195,37 @@ def _check_sizes(data: TaskData, patch: int) -> None:
 def train_model(
     model: nn.Module, data: TaskData, config: DownstreamConfig, device: torch.device
 ) -> list[float]:
-    """AdamW + warm-up/cosine on random training batches (sampled with replacement, seeded); returns the loss
-    of every step. Fine-tuning puts encoder parameters in their own group at ``encoder_lr``."""
+    """AdamW + warm-up/cosine on the pretraining's DeepSpeed machinery (:mod:`specaware.train.engine`), on random
+    training batches (sampled with replacement, seeded); returns the loss of every step. Fine-tuning puts encoder
+    parameters in their own groups at ``encoder_lr``."""
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    encoder = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("features.")]
-    head = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("features.")]
-    groups = [{"params": head, "lr": config.lr}]
-    if encoder:
-        groups.append({"params": encoder, "lr": config.encoder_lr or config.lr})
-    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
-    schedule = warmup_cosine(optimizer, config.warmup_steps, config.steps, config.min_lr / config.lr)
+    named = list(model.named_parameters())
+    encoder = [(n, p) for n, p in named if n.startswith("features.")]
+    head = [(n, p) for n, p in named if not n.startswith("features.")]
+    groups = decay_groups(head, config.lr, config.weight_decay)
+    groups += decay_groups(encoder, config.encoder_lr or config.lr, config.weight_decay)
     if not data.train:
         raise ValueError("no training items")
-    model.train()
+    engine = make_engine(
+        model,
+        groups,
+        deepspeed_config=config.deepspeed_config,
+        batch_size=config.batch_size,
+        warmup_steps=config.warmup_steps,
+        steps=config.steps,
+        min_lr_ratio=config.min_lr / config.lr,
+    )
+    engine.train()
     losses = []
     for step in range(config.steps):
         picks = rng.integers(len(data.train), size=config.batch_size)
         batch, target = make_batch(
             [data.train[i] for i in picks], data, device, rng if config.augment else None
         )
-        loss = F.cross_entropy(model(batch), target, ignore_index=-1)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
+        loss = F.cross_entropy(engine(batch), target, ignore_index=-1)
+        engine.backward(loss)
+        engine.step()  # also steps the schedule and zeroes the gradients
         losses.append(float(loss.detach()))
         if not math.isfinite(losses[-1]):
             raise FloatingPointError(f"loss is {losses[-1]} at step {step}")

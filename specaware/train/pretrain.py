@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import deepspeed
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -28,10 +27,9 @@ from specaware.dssync import DSSyncHook, attach_dssync, check_deepspeed_config
 from specaware.model.checkpoint import save_checkpoint
 from specaware.model.mae import SpecAwareMAE, build_model
 from specaware.train.config import PretrainConfig
-from specaware.train.distributed import backend, device, ensure_distributed_env
+from specaware.train.engine import decay_groups, init_process_group, make_engine
 from specaware.train.metrics import MetricsLog
 from specaware.train.quicklook import save_reconstruction
-from specaware.train.schedule import warmup_cosine
 
 log = logging.getLogger(__name__)
 CHECKPOINTS = "checkpoints"
@@ -47,8 +45,7 @@ class PretrainResult:
 
 def pretrain(config: PretrainConfig, *, progress: bool = True) -> PretrainResult:
     """Run (or resume) pretraining as configured; returns where the consensus model and metrics went."""
-    ensure_distributed_env()
-    deepspeed.init_distributed(dist_backend=backend())
+    init_process_group()
     rank = torch.distributed.get_rank()
     output = Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
@@ -130,23 +127,18 @@ def pretrain(config: PretrainConfig, *, progress: bool = True) -> PretrainResult
 
 
 def _engine(model: SpecAwareMAE, config: PretrainConfig) -> tuple[Any, DSSyncHook | None]:
-    """The DeepSpeed engine (AdamW without decay on norms/biases, warm-up + cosine), with DS-Sync when enabled."""
-    ds_config = json.loads(Path(config.deepspeed_config).read_text())
-    ds_config["train_micro_batch_size_per_gpu"] = config.batch_size
+    """The DeepSpeed engine, with DS-Sync attached when the config enables it."""
     if config.dssync and config.dssync.get("enabled", False):
-        check_deepspeed_config(ds_config)
-    decay, no_decay = [], []
-    for name, parameter in model.named_parameters():
-        (no_decay if parameter.ndim <= 1 or name.endswith(".bias") else decay).append(parameter)
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.lr,
+        check_deepspeed_config(json.loads(Path(config.deepspeed_config).read_text()))
+    engine = make_engine(
+        model,
+        decay_groups(list(model.named_parameters()), config.lr, config.weight_decay),
+        deepspeed_config=config.deepspeed_config,
+        batch_size=config.batch_size,
+        warmup_steps=config.warmup_steps,
+        steps=config.steps,
+        min_lr_ratio=config.min_lr / config.lr,
         betas=config.betas,
-    )
-    scheduler = warmup_cosine(optimizer, config.warmup_steps, config.steps, config.min_lr / config.lr)
-    model.to(device())
-    engine, _, _, _ = deepspeed.initialize(
-        model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config
     )
     return engine, attach_dssync(engine, config.dssync)
 
