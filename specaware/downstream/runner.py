@@ -17,14 +17,13 @@ import csv
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 from torch import Tensor, nn
 
 from specaware.config import ModelConfig
@@ -41,6 +40,7 @@ from specaware.model.checkpoint import load_checkpoint
 from specaware.model.mae import SpecAwareMAE, build_model
 from specaware.model.text import text_vectors
 from specaware.train.engine import decay_groups, make_engine
+from specaware.yaml_config import dataclass_from_yaml
 
 log = logging.getLogger(__name__)
 
@@ -108,16 +108,7 @@ class DownstreamConfig:
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> DownstreamConfig:
         """Read a YAML config; non-None ``overrides`` win. Unknown keys are errors."""
-        try:
-            values = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ValueError(f"{path}: cannot read downstream config: {exc}") from exc
-        values |= {k: v for k, v in overrides.items() if v is not None}
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"{path}: unknown downstream config keys {unknown}; known: {sorted(known)}")
-        return cls(**values)
+        return dataclass_from_yaml(cls, path, "downstream", **overrides)
 
 
 # ---------------------------------------------------------------- backbone and batches

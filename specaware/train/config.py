@@ -6,11 +6,11 @@ sensor mixing, logging and checkpoint cadence), so a run is reproducible from it
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from specaware.yaml_config import dataclass_from_yaml
 
 
 @dataclass
@@ -63,17 +63,8 @@ class PretrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> PretrainConfig:
-        """Read a YAML config; ``overrides`` (e.g. from the CLI) win over the file. Unknown keys are errors."""
-        try:
-            values = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ValueError(f"{path}: cannot read pretraining config: {exc}") from exc
-        values |= {k: v for k, v in overrides.items() if v is not None}
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"{path}: unknown pretraining config keys {unknown}; known: {sorted(known)}")
-        return cls(**values)
+        """Read a YAML config; non-None ``overrides`` win. Unknown keys are errors."""
+        return dataclass_from_yaml(cls, path, "pretraining", **overrides)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
