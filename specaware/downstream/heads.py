@@ -179,7 +179,7 @@ class SegmentationModel(nn.Module):
         return _to_input(self.head(self.neck(self.features(batch))), tuple(batch["image"].shape[-2:]))
 
 
-class ChangeModel(nn.Module):
+class ChangeModel(SegmentationModel):
     """Shared encoder on both dates; |difference| of every level -> neck -> UPerNet with 2 classes (unchanged,
     changed). Batches carry ``image`` (date 1) and ``image_after`` (date 2) with one set of band metadata."""
 
@@ -191,10 +191,7 @@ class ChangeModel(nn.Module):
         pool_scales: Sequence[int] = (1, 2, 3, 6),
         dropout: float = 0.1,
     ) -> None:
-        super().__init__()
-        self.features = features
-        self.neck = Neck(features.embed_dim, neck_width)
-        self.head = UPerHead(neck_width, channels, 2, pool_scales, dropout)
+        super().__init__(features, 2, neck_width, channels, pool_scales, dropout)
 
     def forward(self, batch: Mapping[str, Any]) -> Tensor:
         before = self.features(batch)
