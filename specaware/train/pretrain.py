@@ -101,7 +101,7 @@ def pretrain(config: PretrainConfig, *, progress: bool = True) -> PretrainResult
             }
             metrics.write(row)
             bar.set_postfix(loss=row["loss"], lr=row["lr"])
-            log.info("step %d %s", step, row)
+            tqdm.write(" ".join(f"{k}={v}" for k, v in row.items() if v != ""))  # stdout, above the bar
             window_start, window_samples = time.perf_counter(), 0
         if rank == 0 and (step % config.quicklook_every == 0 or step == config.steps):
             save_reconstruction(
