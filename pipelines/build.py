@@ -66,10 +66,17 @@ class BuildResult:
         return not self.failures
 
 
-def discover(input_path: Path, download_dir: Path, progress: bool) -> tuple[list[Path], list[dict[str, Any]]]:
-    """Product files under a folder, or fetched from a manifest; plus failures (downloads that failed)."""
+def discover(
+    input_path: Path, download_dir: Path, progress: bool
+) -> tuple[list[Path], list[dict[str, Any]], dict[Path, str]]:
+    """Product files under a folder, or fetched from a manifest; failures (downloads that failed); and the URL
+    every downloaded file came from (provenance for the STAC items)."""
     if input_path.is_dir():
-        return sorted(p.resolve() for p in input_path.rglob("*") if p.is_file() and is_product_file(p)), []
+        return (
+            sorted(p.resolve() for p in input_path.rglob("*") if p.is_file() and is_product_file(p)),
+            [],
+            {},
+        )
     entries = load_manifest(input_path)
     results = fetch_all(entries, download_dir, progress=progress)
     failures = [
@@ -77,20 +84,22 @@ def discover(input_path: Path, download_dir: Path, progress: bool) -> tuple[list
         for r in results
         if not r.ok
     ]
-    files: list[Path] = []
+    sources: dict[Path, str] = {}
     for result in results:
         if result.ok:
-            candidates = result.extracted or (result.path,)
-            files.extend(p.resolve() for p in candidates if is_product_file(p))
-    return sorted(set(files)), failures
+            for path in result.extracted or (result.path,):
+                sources[path.resolve()] = result.entry.url
+    return sorted(p for p in sources if is_product_file(p)), failures, sources
 
 
-def plan_jobs(paths: Iterable[Path], config: BuildConfig) -> tuple[list[ProductJob], list[dict[str, Any]]]:
+def plan_jobs(
+    paths: Iterable[Path], config: BuildConfig, sources: dict[Path, str] | None = None
+) -> tuple[list[ProductJob], list[dict[str, Any]]]:
     """One job per product, splits assigned by flight line; duplicates and headers without data are failures."""
     work = config.output / "work"
     seen: dict[str, Path] = {}
     refused: list[dict[str, Any]] = []  # products refused before tiling: duplicates, missing data files
-    staged: list[tuple[Path, str, str]] = []
+    staged: list[tuple[Path, str, str, Path]] = []  # data file, product id, flight line, path as found
     for path in paths:
         try:
             data_path = find_data_file(path) if path.suffix.lower() == ".hdr" else path
@@ -112,9 +121,15 @@ def plan_jobs(paths: Iterable[Path], config: BuildConfig) -> tuple[list[ProductJ
             )
             continue
         seen[product_id] = path
-        staged.append((data_path, product_id, name.flight_line if name else product_id))
-    splits = split_flight_lines(sorted({fl for _, _, fl in staged}), config.split_fractions, config.seed)
-    jobs = [ProductJob(str(p), pid, fl, splits[fl], config.preset, str(work)) for p, pid, fl in staged]
+        staged.append((data_path, product_id, name.flight_line if name else product_id, path))
+    splits = split_flight_lines(sorted({fl for _, _, fl, _ in staged}), config.split_fractions, config.seed)
+    sources = sources or {}
+    jobs = [
+        ProductJob(
+            str(p), pid, fl, splits[fl], config.preset, str(work), sources.get(p) or sources.get(given)
+        )
+        for p, pid, fl, given in staged
+    ]
     return jobs, refused
 
 
@@ -179,8 +194,8 @@ def build(config: BuildConfig, on_stage: Callable[[str], None] | None = None) ->
     stage = on_stage or (lambda message: log.info(message))
     config.output.mkdir(parents=True, exist_ok=True)
     stage("discovering products")
-    paths, failures = discover(config.input, config.output / "downloads", config.progress)
-    jobs, refused = plan_jobs(paths, config)
+    paths, failures, sources = discover(config.input, config.output / "downloads", config.progress)
+    jobs, refused = plan_jobs(paths, config, sources)
     failures += refused
     stage(f"tiling {len(jobs)} products")
     results = run_jobs(jobs, config)

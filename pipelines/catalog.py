@@ -44,4 +44,5 @@ def _product_record(record: dict[str, Any]) -> ProductRecord:
         tiles_kept=record["kept"],
         tiles_dropped=record["dropped_tiles"],
         drop_reasons=record["dropped"],
+        source_url=record.get("source_url"),
     )

@@ -41,6 +41,7 @@ class ProductJob:
     split: str
     preset: Preset
     work_dir: str
+    source_url: str | None = None  # where the product was downloaded from (STAC provenance), if it was
 
 
 def product_dir(work_dir: Path, product_id: str) -> Path:
@@ -105,6 +106,7 @@ def _process(job: ProductJob, out: Path) -> dict[str, Any]:
         "flight_line": job.flight_line,
         "split": job.split,
         "preset": job.preset.name,
+        "source_url": job.source_url,
         "meta": meta.to_json_dict(),
         "kept": summary.kept,
         "dropped": dict(summary.dropped),

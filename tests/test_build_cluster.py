@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
+import json
 import threading
 import time
 from pathlib import Path
@@ -102,3 +103,11 @@ def test_manifest_build_goes_on_past_404_and_corrupt_file(ng_products, tmp_path)
         and "no data file found beside the header" in reasons
     )
     assert not result.ok and (tmp_path / "out" / "shards" / "index.json").is_file()
+    item = json.loads(
+        next(
+            (tmp_path / "out").glob(f"hyper400k-aviris-ng-l1/{data[0].name}/{data[0].name}.json")
+        ).read_text()
+    )
+    assert f"{base}/{data[0].name}" in [
+        link["href"] for link in item["links"] if link["rel"] == "via"
+    ]  # provenance
