@@ -230,10 +230,7 @@ def main() -> None:
 
 
 def _plot(tables: dict[str, dict[int, dict[str, float]]], compute_ms: float, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from hyper400k.figures import plt, save_figure
 
     figure, axes = plt.subplots(1, len(tables), figsize=(12, 4.5), sharey=True)
     for axis, (precision, table) in zip(axes, tables.items(), strict=True):
@@ -246,8 +243,7 @@ def _plot(tables: dict[str, dict[int, dict[str, float]]], compute_ms: float, pat
     axes[0].set_ylabel("modelled iteration time (ms)")
     axes[0].legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save_figure(figure, path, dpi=120)
 
 
 if __name__ == "__main__":

@@ -9,10 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+from hyper400k.figures import plt, save_figure
 
 HISTOGRAM_FIELDS = (
     "valid_fraction",
@@ -122,8 +119,7 @@ def _histograms(folder: Path, records: list[dict[str, Any]]) -> str:
         ax.set_title(name)
     axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(folder / "qa_histograms.png", dpi=80)
-    plt.close(fig)
+    save_figure(fig, folder / "qa_histograms.png", dpi=80)
     return "qa_histograms.png"
 
 

@@ -12,7 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
+from matplotlib.colors import ListedColormap
+
+from hyper400k.figures import plt, save_figure
 
 
 def confusion_matrix(truth: np.ndarray, prediction: np.ndarray, num_classes: int) -> np.ndarray:
@@ -99,11 +103,6 @@ def change_metrics(matrix: np.ndarray) -> dict[str, Any]:
 
 def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: str | Path, title: str = "") -> Path:
     """A row-normalised confusion-matrix PNG with the counts written in each cell."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     matrix = np.asarray(matrix)
     rows = matrix.sum(axis=1, keepdims=True)
     normalised = np.divide(matrix, rows, out=np.zeros(matrix.shape), where=rows > 0)
@@ -121,11 +120,7 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: str | P
     ax.set_title(title or "confusion matrix (row-normalised colour, counts)")
     fig.colorbar(shown, ax=ax, fraction=0.046)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_maps(
@@ -136,12 +131,6 @@ def plot_maps(
     path: str | Path,
 ) -> Path:
     """Predicted label maps beside the ground truth, one row per item (unlabelled truth pixels shown black)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import ListedColormap
-
     colours = ListedColormap(
         np.vstack([[0, 0, 0, 1], matplotlib.colormaps["tab10"](np.arange(max(num_classes, 1)) % 10)])
     )
@@ -154,8 +143,4 @@ def plot_maps(
             ax.set_title(f"{name}: {label}", fontsize=7)
             ax.axis("off")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

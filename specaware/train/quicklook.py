@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from hyper400k.quicklook import true_colour  # noqa: E402
+from hyper400k.figures import plt, save_figure
+from hyper400k.quicklook import true_colour
 
 
 def save_reconstruction(
@@ -45,6 +42,4 @@ def save_reconstruction(
         ax.axis("off")
     fig.suptitle(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=70)
-    plt.close(fig)
+    save_figure(fig, path, dpi=70)
