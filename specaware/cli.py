@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+
+from hyper400k.console import print_error
 
 app = typer.Typer(
     help="SpecAware: pretrain the multi-sensor hyperspectral foundation model and use it.",
     no_args_is_help=True,
 )
-err = Console(stderr=True)
 
 
 @app.callback()
@@ -47,7 +47,7 @@ def pretrain(
         )
         result = run(settings, progress=progress)
     except (ValueError, FileNotFoundError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        print_error(exc)
         raise typer.Exit(code=2) from exc
     typer.echo(f"{result.steps} steps, final loss {result.final_loss:.4f}; model: {result.model_path}")
 
@@ -78,7 +78,7 @@ def embed(
         )
         features = embed_batches(model, batches, keep_grid=grid)
     except (ProductError, ValueError, FileNotFoundError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        print_error(exc)
         raise typer.Exit(code=2) from exc
     save_features(output, features)
     typer.echo(f"{len(features['keys'])} items x {features['cls'].shape[1]} features -> {output}")

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from hyper400k.cli import app
 from hyper400k.presets import get_preset
 from hyper400k.sample import Sample
 from hyper400k.shards import iter_encoded, read_index
@@ -19,6 +18,7 @@ from hyper400k.stac import read_patch_index, validate_catalog
 from hyper400k.synth import generate
 from hyper400k.verify import verify_shards
 from pipelines.build import BuildConfig, build
+from pipelines.cli import app
 
 LINES, SAMPLES, TILE = 200, 144, 64
 

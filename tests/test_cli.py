@@ -6,7 +6,7 @@ import json
 
 from typer.testing import CliRunner
 
-from hyper400k.cli import app
+from pipelines.cli import app
 
 runner = CliRunner()
 

@@ -11,10 +11,10 @@ import rasterio
 import spectral
 from typer.testing import CliRunner
 
-from hyper400k.cli import app
 from hyper400k.envi_header import EnviHeader
 from hyper400k.errors import UnsupportedProductError
 from hyper400k.product import open_product
+from pipelines.cli import app
 
 NG_RDN = "aviris-ng/ang20170323t202244_rdn_7000-7010"
 NG_CORR = "aviris-ng/ang20140912t192359_corr_v1c_img_2580-2590_540-550.img"

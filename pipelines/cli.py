@@ -10,16 +10,16 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from hyper400k.console import format_table, print_error
 from hyper400k.errors import ProductError
 from hyper400k.product import open_product
 
 app = typer.Typer(
     help="Airborne imaging-spectrometer products to a STAC-indexed WebDataset corpus.", no_args_is_help=True
 )
-console = Console()
-err = Console(stderr=True)
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 @app.callback()
@@ -32,7 +32,7 @@ def main(
 
 
 def fail(exc: Exception) -> typer.Exit:
-    err.print(f"[red]error:[/red] {exc}")
+    print_error(exc)
     return typer.Exit(code=2)
 
 
@@ -63,7 +63,6 @@ def inspect(
     if as_json:
         typer.echo(meta.to_json())
         return
-    table = Table(title=meta.product_id, show_header=False)
     record = meta.to_json_dict()
     wl = meta.wavelength_nm
     record["wavelength_nm"] = f"{len(wl)} bands, {wl.min():.2f}-{wl.max():.2f} nm"
@@ -72,9 +71,8 @@ def inspect(
     record["footprint"] = "polygon" if meta.footprint else None
     for key in ("fwhm_source", "lines", "samples", "bands"):
         record.pop(key)
-    for key, value in record.items():
-        table.add_row(key, value if isinstance(value, str) else json.dumps(value))
-    console.print(table)
+    rows = [(key, value if isinstance(value, str) else json.dumps(value)) for key, value in record.items()]
+    typer.echo(format_table(("field", "value"), rows, meta.product_id))
 
 
 @app.command()
@@ -177,7 +175,7 @@ def build(
     )
     if not result.ok:
         for failure in result.failures:
-            err.print(f"[red]failed:[/red] {failure['product_id']}: {failure['reason'].splitlines()[0]}")
+            typer.echo(f"failed: {failure['product_id']}: {failure['reason'].splitlines()[0]}", err=True)
         raise typer.Exit(code=1)
 
 
@@ -208,16 +206,13 @@ def stats(
     if not path.is_file():
         raise fail(FileNotFoundError(f"{path}: no build report here"))
     summary = json.loads(path.read_text())
-    table = Table(title=f"{directory}: {summary['samples']} samples in {summary['shards']} shards")
-    for column in ("group", "products", "flight lines", "samples", "dropped"):
-        table.add_column(column)
-    for name, group in sorted(summary["groups"].items()):
-        dropped = _reasons(group["dropped"])
-        table.add_row(name, str(group["products"]), str(group["flight_lines"]), str(group["kept"]), dropped)
-    console.print(table)
-    console.print(
-        f"samples per split: {summary['samples_per_split']}; failed products: {summary['products_failed']}"
-    )
+    rows = [
+        (name, group["products"], group["flight_lines"], group["kept"], _reasons(group["dropped"]))
+        for name, group in sorted(summary["groups"].items())
+    ]
+    title = f"{directory}: {summary['samples']} samples in {summary['shards']} shards"
+    typer.echo(format_table(("group", "products", "flight lines", "samples", "dropped"), rows, title))
+    typer.echo(f"samples per split: {summary['samples_per_split']}; failed products: {summary['products_failed']}")
 
 
 @app.command()
