@@ -38,14 +38,14 @@ class Companions:
 
 
 def find_companions(data_path: Path, lines: int, samples: int) -> Companions:
-    """Sibling ``loc``/``obs`` headers of the same flight line, preferring the same grid and the closest name."""
+    """Sibling ``loc``/``obs`` headers of the same flight line and segment, preferring the same grid and the closest name."""
     me = identify(data_path)
     if me is None:
         return Companions(None, None)
     found: dict[str, list[tuple[bool, float, Path]]] = {"loc": [], "obs": []}
     for header_path in data_path.parent.glob("*.hdr"):
         other = identify(header_path.with_suffix(""))
-        if other is None or other.flight_line != me.flight_line or other.role not in found:
+        if other is None or not other.same_piece(me) or other.role not in found:
             continue
         try:
             h = EnviHeader.read(header_path)

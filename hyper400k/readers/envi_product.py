@@ -141,7 +141,7 @@ def find_gain_file(data_path: Path) -> Path | None:
     candidates = [
         g
         for g in data_path.parent.glob("*.gain")
-        if me is not None and (o := identify(g)) and o.flight_line == me.flight_line
+        if me is not None and (o := identify(g)) and o.same_piece(me)
     ]
     return max(candidates, key=lambda g: len(g.stem), default=None)
 

@@ -1,6 +1,7 @@
 """AVIRIS-3: JPL's third-generation imaging spectrometer (2023-), 284 bands at ~7.4 nm, 390-2500 nm.
 
-Names: portal products ``AV320231008t172522_005_L1B_RDN_3f4aef90_RDN_ORT`` /
+Names: portal products ``AV320231008t172522_005_L1B_RDN_3f4aef90_RDN_ORT`` (flight line
+``AV320231008t172522``, segment ``005``) /
 ``…_L2A_OE_3f4aef90_RFL_ORT`` (ENVI, or ``.nc`` NetCDF with groups ``radiance`` / ``reflectance``),
 and short forms ``AV320250308t200738_rdn`` with ``_loc`` / ``_obs`` companions. Headers may give
 wavelengths in micrometres and leave FWHM to a ``wavelengths.txt`` side file.
@@ -20,10 +21,11 @@ def _portal(match: re.Match[str]) -> ProductName:
     return ProductName(
         sensor="aviris-3",
         level="L1" if match.group("product").upper() == "L1B_RDN" else "L2",
-        flight_line="AV3" + match.group("stamp").lower() + (f"_{scene}" if scene else ""),
+        flight_line="AV3" + match.group("stamp").lower(),
         datetime=compact_datetime(match.group("stamp")),
         version=match.group("hash"),
         role="data" if suffix in ("RDN", "RFL") else suffix.lower(),
+        segment=scene,
     )
 
 

@@ -1,7 +1,8 @@
 """AVIRIS-Classic: JPL's original imaging spectrometer (1987-2021), 224 bands in four spectrometers.
 
-Names: ``f080702t01p00r08rdn_c_sc01_ort_img`` — date ``yymmdd``, flight ``t01``, run ``r08``, product
-kind (``rdn`` radiance; ``corr``/``refl``/``rfl`` reflectance), processing version letter. The name
+Names: ``f080702t01p00r08rdn_c_sc01_ort_img`` — date ``yymmdd``, flight ``t01``, run ``r08`` (the
+flight line), product kind (``rdn`` radiance; ``corr``/``refl``/``rfl`` reflectance, and the 2013
+``rdn_refl_img_corr``), processing version (``c``, ``v1f4``), scene ``sc01`` (the segment). The name
 carries no time of day; the ``obs`` companion's UTC-time band gives it when present.
 
 L1 radiance is int16 DN (byte order per header) divided by a per-channel gain from the ``.gain``
@@ -36,7 +37,7 @@ def _parse(match: re.Match[str]) -> ProductName:
     year = int(yymmdd[:2])
     year += 1900 if year >= 87 else 2000
     when = datetime(year, int(yymmdd[2:4]), int(yymmdd[4:6]), tzinfo=UTC)
-    kind = match.group("kind").lower()
+    kind = match.group("kind").lower().removeprefix("rdn_")  # ``rdn_refl``: reflectance from radiance
     # Companions repeat the radiance stem: ``f080702t01p00r08rdn_c_obs_ort``, ``…rdn_c_ort_glt``.
     companion = _COMPANION.search(match.string[match.end() :])
     role = (
@@ -51,6 +52,7 @@ def _parse(match: re.Match[str]) -> ProductName:
         datetime=when,
         version=match.group("version"),
         role=role,
+        segment=match.group("scene"),
     )
 
 
@@ -64,7 +66,9 @@ SPEC = SensorSpec(
         NamePattern(
             re.compile(
                 r"^f(?P<date>\d{6})t(?P<flight>\d{2})p(?P<p>\d{2})r(?P<run>\d{2})_?"
-                r"(?P<kind>rdn|corr|refl|rfl|obs|loc|igm|glt)(?:_(?P<version>[a-z0-9]+))?",
+                r"(?P<kind>rdn_refl|rdn_rfl|rdn|corr|refl|rfl|obs|loc|igm|glt)"
+                # the version is whatever follows the kind, unless it is a layout token (``_img``, ``_sc01``)
+                r"(?:_(?P<version>(?!(?:img|ort|geo|sc\d+)(?:_|$))[a-z0-9]+))?(?:_sc(?P<scene>\d+))?",
                 re.IGNORECASE,
             ),
             _parse,

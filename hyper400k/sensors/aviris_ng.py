@@ -4,7 +4,8 @@ File names seen in the wild:
 - L1B radiance ``ang20170323t202244_rdn_v2p9_img`` (float32 BIL) with ``_loc``, ``_obs``/``_obs_ort``,
   ``_glt``, ``_igm`` companions sharing the flight-line prefix;
 - L2 reflectance ``ang20140912t192359_corr_v1c_img`` (v1 era, BIP, 432 bands) and ``…_rfl_v2p9_img``;
-- 2022+ ``ang20230723t195108_012_L1B_RDN_8c4e3f2a_RDN_ORT`` and ``…_L2A_OE_8c4e3f2a_RFL_ORT``.
+- 2022+ ``ang20230723t195108_012_L1B_RDN_8c4e3f2a_RDN_ORT`` and ``…_L2A_OE_8c4e3f2a_RFL_ORT`` (also
+  ``…_L2A_OE_main_27577724_RFL_ORT``): segment ``012`` of flight line ``ang20230723t195108``.
 Crops used in tests append ``_<row range>_<col range>`` suffixes; the patterns accept trailing text.
 """
 
@@ -43,10 +44,11 @@ def _portal_era(match: re.Match[str]) -> ProductName:
     return ProductName(
         sensor="aviris-ng",
         level=level,
-        flight_line="ang" + match.group("stamp").lower() + (f"_{scene}" if scene else ""),
+        flight_line="ang" + match.group("stamp").lower(),
         datetime=compact_datetime(match.group("stamp")),
         version=match.group("hash"),
         role="data" if match.group("suffix").upper() in ("RDN", "RFL") else match.group("suffix").lower(),
+        segment=scene,
     )
 
 

@@ -24,7 +24,12 @@ DETECTOR_END_WINDOWS_NM: tuple[tuple[float, float], ...] = ((0.0, 380.0), (2500.
 
 @dataclass(frozen=True)
 class ProductName:
-    """What a file name tells: sensor, level, flight line, time, processing version and file role."""
+    """What a file name tells: sensor, level, flight line, segment, time, processing version and file role.
+
+    A flight line is one pass of the aircraft; ``segment`` numbers a piece of it when the archive cuts
+    lines into pieces (AVIRIS-3 and AVIRIS-NG 2023+ ``…_NNN_…``, AVIRIS-Classic ``…_scNN_…`` scenes),
+    else None. Splits, reports and STAC grouping go by flight line, never by segment.
+    """
 
     sensor: str
     level: str
@@ -32,6 +37,13 @@ class ProductName:
     datetime: datetime
     version: str | None
     role: str  # "data" for the image itself, else the companion kind: "loc", "obs", "glt", "igm"
+    segment: str | None = None  # digits as written in the name: "003", "01"
+
+    def same_piece(self, other: ProductName) -> bool:
+        """Whether two files belong to one piece of one flight line (a file naming no segment fits all)."""
+        return self.flight_line == other.flight_line and (
+            self.segment is None or other.segment is None or self.segment == other.segment
+        )
 
 
 @dataclass(frozen=True)
