@@ -41,11 +41,13 @@ class ProductSummary:
             self.dropped.update(outcome.quality.reasons)
 
 
-def iter_outcomes(scene: Scene, preset: Preset, *, split: str, flight_line: str) -> Iterator[TileOutcome]:
+def iter_outcomes(
+    scene: Scene, preset: Preset, *, split: str, flight_line: str, segment: str | None = None
+) -> Iterator[TileOutcome]:
     """Every tile of the product on the preset's grid, assessed, as a Sample when kept."""
     meta = scene.meta
     assessor = TileAssessor(meta, preset.rules, preset.zero_water_bands)
-    base = _product_fields(meta, preset, split, flight_line)
+    base = _product_fields(meta, preset, split, flight_line, segment)
     to_wgs84 = tile_footprint_transformer(meta.crs)
     for tile in iter_tiles(scene, preset.grid):
         quality = assessor.assess(tile.data)
@@ -74,7 +76,9 @@ def iter_outcomes(scene: Scene, preset: Preset, *, split: str, flight_line: str)
         yield TileOutcome(tile.row, tile.col, quality, sample)
 
 
-def _product_fields(meta: SceneMeta, preset: Preset, split: str, flight_line: str) -> dict[str, Any]:
+def _product_fields(
+    meta: SceneMeta, preset: Preset, split: str, flight_line: str, segment: str | None
+) -> dict[str, Any]:
     """The meta.json fields shared by every sample of one product."""
     g = meta.geometry
     return {
@@ -83,6 +87,7 @@ def _product_fields(meta: SceneMeta, preset: Preset, split: str, flight_line: st
         "level": meta.level,
         "product": meta.product_id,
         "flight_line": flight_line,
+        "segment": segment,
         "processing_version": meta.processing_version,
         "wavelength_nm": [float(v) for v in meta.wavelength_nm],
         "fwhm_nm": [float(v) for v in meta.fwhm_nm],

@@ -26,6 +26,7 @@ META_FIELDS: dict[str, type | tuple[type, ...]] = {
     "level": str,
     "product": str,
     "flight_line": str,
+    "segment": (str, type(None)),  # numbered piece of the flight line (``003``), None when not cut
     "wavelength_nm": list,
     "fwhm_nm": list,
     "good_bands": list,

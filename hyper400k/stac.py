@@ -108,6 +108,7 @@ class ProductRecord:
     tiles_dropped: int = 0
     drop_reasons: dict[str, int] = field(default_factory=dict)
     source_url: str | None = None
+    segment: str | None = None  # the numbered piece of the flight line, when the archive cuts it
 
     @property
     def product_id(self) -> str:
@@ -134,6 +135,8 @@ class PatchRecord:
     datetime: str
     footprint: dict[str, Any] | None = None
     qa: dict[str, Any] = field(default_factory=dict)
+    flight_line: str | None = None
+    segment: str | None = None
 
     @classmethod
     def from_sample_meta(cls, meta: dict[str, Any], shard: str) -> PatchRecord:
@@ -150,6 +153,8 @@ class PatchRecord:
             datetime=meta["datetime"],
             footprint=meta.get("footprint"),
             qa=dict(meta.get("qa", {})),
+            flight_line=meta.get("flight_line"),
+            segment=meta.get("segment"),
         )
 
 
@@ -400,6 +405,7 @@ def _product_item(record: ProductRecord) -> pystac.Item:
         "hyper400k:sensor": meta["sensor"],
         "hyper400k:level": meta["level"],
         "hyper400k:flight_line": record.flight_line,
+        "hyper400k:segment": record.segment,
         "hyper400k:units": meta["units"],
         "hyper400k:good_band_count": int(sum(bool(g) for g in meta["good_bands"])),
         "hyper400k:fwhm_source": meta.get("fwhm_source"),
@@ -644,6 +650,8 @@ def _patch_item(
         "hyper400k:product": patch.product_id,
         "hyper400k:sensor": patch.sensor,
         "hyper400k:level": patch.level,
+        "hyper400k:flight_line": patch.flight_line,
+        "hyper400k:segment": patch.segment,
         "ml-aoi:split": STAC_SPLIT[patch.split],
         "hyper400k:row": int(patch.row),
         "hyper400k:col": int(patch.col),

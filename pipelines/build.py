@@ -100,6 +100,7 @@ def plan_jobs(
     seen: dict[str, Path] = {}
     refused: list[dict[str, Any]] = []  # products refused before tiling: duplicates, missing data files
     staged: list[tuple[Path, str, str, Path]] = []  # data file, product id, flight line, path as found
+    segments: dict[str, str | None] = {}  # product id -> segment of its flight line
     for path in paths:
         try:
             data_path = find_data_file(path) if path.suffix.lower() == ".hdr" else path
@@ -121,12 +122,20 @@ def plan_jobs(
             )
             continue
         seen[product_id] = path
+        segments[product_id] = name.segment if name else None
         staged.append((data_path, product_id, name.flight_line if name else product_id, path))
     splits = split_flight_lines(sorted({fl for _, _, fl, _ in staged}), config.split_fractions, config.seed)
     sources = sources or {}
     jobs = [
         ProductJob(
-            str(p), pid, fl, splits[fl], config.preset, str(work), sources.get(p) or sources.get(given)
+            str(p),
+            pid,
+            fl,
+            splits[fl],
+            config.preset,
+            str(work),
+            sources.get(p) or sources.get(given),
+            segments[pid],
         )
         for p, pid, fl, given in staged
     ]

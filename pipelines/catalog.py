@@ -25,6 +25,8 @@ def write_catalog(output: Path, records: list[dict[str, Any]], shard_index: dict
             datetime=r["meta"]["datetime"],
             footprint=p["footprint"],
             qa=p["qa"],
+            flight_line=r["flight_line"],
+            segment=r.get("segment"),
         )
         for r in records
         for p in r["patches"]
@@ -45,4 +47,5 @@ def _product_record(record: dict[str, Any]) -> ProductRecord:
         tiles_dropped=record["dropped_tiles"],
         drop_reasons=record["dropped"],
         source_url=record.get("source_url"),
+        segment=record.get("segment"),
     )

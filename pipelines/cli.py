@@ -119,7 +119,10 @@ def tile(
         with open_product(product) as scene, ShardWriter(output, scene.meta.product_id, 1 << 62) as writer:
             name = identify(Path(scene.meta.files["data"]))
             flight_line = name.flight_line if name else scene.meta.product_id
-            for outcome in iter_outcomes(scene, chosen, split="train", flight_line=flight_line):
+            segment = name.segment if name else None
+            for outcome in iter_outcomes(
+                scene, chosen, split="train", flight_line=flight_line, segment=segment
+            ):
                 summary.add(outcome)
                 if outcome.sample is not None:
                     writer.write(outcome.sample)

@@ -42,6 +42,7 @@ class ProductJob:
     preset: Preset
     work_dir: str
     source_url: str | None = None  # where the product was downloaded from (STAC provenance), if it was
+    segment: str | None = None  # the numbered piece of the flight line (``003``), when the name has one
 
 
 def product_dir(work_dir: Path, product_id: str) -> Path:
@@ -83,7 +84,9 @@ def _process(job: ProductJob, out: Path) -> dict[str, Any]:
     with open_product(job.path) as scene, ShardWriter(out, "spool", SPOOL_BYTES) as writer:
         meta = scene.meta
         any_data = False
-        for outcome in iter_outcomes(scene, job.preset, split=job.split, flight_line=job.flight_line):
+        for outcome in iter_outcomes(
+            scene, job.preset, split=job.split, flight_line=job.flight_line, segment=job.segment
+        ):
             summary.add(outcome)
             any_data = any_data or "no_data" not in outcome.quality.reasons
             for name, value in outcome.quality.qa.items():
@@ -104,6 +107,7 @@ def _process(job: ProductJob, out: Path) -> dict[str, Any]:
         "product_id": job.product_id,
         "path": job.path,
         "flight_line": job.flight_line,
+        "segment": job.segment,
         "split": job.split,
         "preset": job.preset.name,
         "source_url": job.source_url,

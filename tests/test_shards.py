@@ -75,6 +75,7 @@ def make_meta(key: str, product: str, row: int, col: int, split: str = "train") 
         "level": "L1",
         "product": product,
         "flight_line": product.split("_")[0],
+        "segment": None,
         "wavelength_nm": [float(w) for w in WAVELENGTH],
         "fwhm_nm": [float(f) for f in FWHM],
         "good_bands": [True] * BANDS,
