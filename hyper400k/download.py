@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 TOKEN_ENV = "EARTHDATA_TOKEN"
 """Environment variable holding a bearer token, used when no token is passed explicitly."""
 
+EARTHDATA_LOGIN_HOST = "urs.earthdata.nasa.gov"
+"""Where NASA Earthdata sends a request without a token to log in (netrc ``machine`` for ``auth: earthdata``)."""
+
 _CHUNK = 1 << 20
 _MAX_DELAY_S = 60.0
 _RETRIED_4XX = frozenset({408, 429})  # timeouts and rate limits are transient; other 4xx are not
@@ -184,8 +187,10 @@ def fetch(
         dest_dir.mkdir(parents=True, exist_ok=True)
         skipped = _already_complete(final, entry)
         if not skipped:
+            _check_login(entry, auth)
             _download_verified(entry, final, _transfer_for(entry, auth, retries, backoff, timeout, progress))
         extracted = _extract(final, entry.extract, dest_dir) if entry.extract else ()
+        _check_holds_product(entry, final, extracted)
     except (FetchError, OSError) as exc:
         reason = str(exc) if isinstance(exc, FetchError) else f"{final}: {exc}"
         log.error("%s: %s", entry.name, reason)
@@ -216,6 +221,25 @@ def fetch_all(
     present = sum(result.skipped for result in results)
     log.info("fetched %d products: %d already present, %d failed", len(results), present, failed)
     return results
+
+
+def _check_login(entry: ManifestEntry, token: str | None) -> None:
+    """Refuse an ``auth: earthdata`` entry up front when no Earthdata credential exists at all."""
+    if entry.auth != "earthdata" or not entry.is_remote:
+        return
+    credentials = _Credentials.for_url(entry.url, token)
+    if credentials.token or {EARTHDATA_LOGIN_HOST, credentials.token_host} & set(credentials.machines):
+        return
+    raise FetchError(
+        f"{entry.url} needs a NASA Earthdata login: set ${TOKEN_ENV} or add "
+        f"'machine {EARTHDATA_LOGIN_HOST} login … password …' to ~/.netrc"
+    )
+
+
+def _check_holds_product(entry: ManifestEntry, final: Path, extracted: Sequence[Path]) -> None:
+    """A tarball entry naming its product must have yielded that product's file."""
+    if entry.product and entry.extract and not any(p.name == entry.product for p in extracted):
+        raise FetchError(f"{final} holds no member named {entry.product}")
 
 
 def _transfer_for(

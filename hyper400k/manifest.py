@@ -9,6 +9,11 @@ A manifest is a YAML or JSON file holding either a list of entries or a mapping 
         sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08  # optional
         size: 123456789                                        # optional, bytes
         extract: ["*_rdn_v2*", "*_obs_ort*"]                   # optional, tarballs only
+        product: ang20190101t000000_rdn_v2x1_img               # optional: the product this entry holds
+        auth: none                                             # optional: none or earthdata
+
+A mapping may also carry an ``unavailable`` list (products with no derivable download, and why), which
+``hyper400k manifest`` writes for the record and the download ignores.
 
 Errors are raised while loading, naming the file and the entry index, so that a bad manifest
 fails before any byte is downloaded.
@@ -28,7 +33,8 @@ import yaml
 
 TARBALL_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 _REMOTE_SCHEMES = frozenset({"http", "https"})
-_KNOWN_KEYS = frozenset({"url", "name", "sha256", "size", "extract"})
+_KNOWN_KEYS = frozenset({"url", "name", "sha256", "size", "extract", "product", "auth"})
+AUTH_KINDS = ("none", "earthdata")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -60,6 +66,8 @@ class ManifestEntry:
     sha256: str | None = None
     size: int | None = None
     extract: tuple[str, ...] = ()
+    product: str | None = None  # the product identifier the download holds (a tarball must contain it)
+    auth: str = "none"  # "earthdata": needs a NASA Earthdata token or netrc login
 
     @property
     def is_remote(self) -> bool:
@@ -93,7 +101,7 @@ def _raw_entries(path: Path) -> list[Any]:
         raise ManifestError(
             path, f"not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {exc}"
         ) from exc
-    if isinstance(data, dict) and set(data) == {"products"}:
+    if isinstance(data, dict) and "products" in data and set(data) <= {"products", "unavailable"}:
         data = data["products"]
     if not isinstance(data, list):
         raise ManifestError(path, "expected a list of entries or a mapping with a 'products' list")
@@ -119,6 +127,8 @@ def _parse_entry(raw: Any, path: Path, index: int) -> ManifestEntry:
         sha256=_parse_sha256(raw.get("sha256"), fail),
         size=_parse_size(raw.get("size"), fail),
         extract=_parse_extract(raw.get("extract"), fail),
+        product=_parse_product(raw.get("product"), fail),
+        auth=_parse_auth(raw.get("auth"), fail),
     )
     if entry.extract and not entry.is_tarball:
         raise fail(f"'extract' given but {name!r} is not a tarball ({', '.join(TARBALL_SUFFIXES)})")
@@ -175,6 +185,24 @@ def _parse_extract(value: Any, fail: _Fail) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(p, str) and p for p in value):
         raise fail(f"'extract' must be a list of glob patterns, got {value!r}")
     return tuple(value)
+
+
+def _parse_product(value: Any, fail: _Fail) -> str | None:
+    """Accept a bare product identifier (a file name without folders)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or "/" in value:
+        raise fail(f"'product' must be a product identifier, got {value!r}")
+    return value.strip()
+
+
+def _parse_auth(value: Any, fail: _Fail) -> str:
+    """Accept one of :data:`AUTH_KINDS` (default ``none``)."""
+    if value is None:
+        return "none"
+    if value not in AUTH_KINDS:
+        raise fail(f"'auth' must be one of {', '.join(AUTH_KINDS)}, got {value!r}")
+    return value
 
 
 def _check_unique(entries: list[ManifestEntry], path: Path) -> None:

@@ -253,3 +253,14 @@ def demo(
     err.print("[cyan]generating demo products[/cyan]")
     generate_demo_input(output / "input", lines=lines, samples=samples, flight_lines=flight_lines)
     build(output / "input", output / "build", workers=workers, scheduler=scheduler, shard_mb=200.0)
+
+
+def _register_archive() -> None:
+    """``manifest`` and ``plan`` live in :mod:`pipelines.cli_archive`."""
+    from pipelines import cli_archive
+
+    app.command("manifest")(cli_archive.manifest_command)
+    app.command("plan")(cli_archive.plan_command)
+
+
+_register_archive()
