@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from hyper400k.archive.manifests import make_manifest, read_unavailable, write_manifest
+from hyper400k.archive.manifests import make_manifest, parse_mirrors, read_unavailable, write_manifest
 from hyper400k.archive.plan import ETL_MB_S_PER_CORE, BuildPlan, GroupPlan, plan_build
 from hyper400k.archive.product_list import ProductListError, load_preset, parse_years, read_ids, select
 from hyper400k.console import format_table, print_error
@@ -33,6 +33,10 @@ def manifest_command(
         typer.Option(help="Keep this sensor (aviris-classic, aviris-ng, aviris-3); repeatable."),
     ] = None,
     level: Annotated[list[str] | None, typer.Option(help="Keep this level (L1, L2); repeatable.")] = None,
+    mirror: Annotated[
+        list[str] | None,
+        typer.Option(help="FROM=TO: fetch URLs under prefix FROM from TO instead; repeatable."),
+    ] = None,
     years: Annotated[
         str | None, typer.Option(help="Keep these acquisition years: 2019, 2019,2021, 2016-2018.")
     ] = None,
@@ -50,7 +54,7 @@ def manifest_command(
         chosen = select(
             products, sensors=sensor or (), levels=level or (), years=parse_years(years) if years else ()
         )
-        plan = make_manifest(chosen)
+        plan = make_manifest(chosen, parse_mirrors(mirror or ()))
         write_manifest(plan, output)
     except (ProductListError, ValueError, OSError) as exc:
         print_error(exc)
@@ -66,7 +70,9 @@ def manifest_command(
 def plan_command(
     manifest: Annotated[Path, typer.Argument(help="Manifest written by `hyper400k manifest` (or by hand).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    cores: Annotated[int, typer.Option(min=1, help="Cores the build runs on (default: this machine's).")] = 0,
+    cores: Annotated[
+        int | None, typer.Option(min=1, help="Cores the build runs on (default: this machine's).")
+    ] = None,
     etl_mb_s: Annotated[
         float, typer.Option(min=0.001, help="Per-core tiling throughput, MB/s (benchmarks.etl --quick).")
     ] = ETL_MB_S_PER_CORE,

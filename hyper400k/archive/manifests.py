@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +36,14 @@ class ManifestPlan:
         }
 
 
-def make_manifest(products: Iterable[ListedProduct]) -> ManifestPlan:
-    """Locate every product once (a repeated identifier is kept once), in the order given."""
+def make_manifest(
+    products: Iterable[ListedProduct], mirrors: Mapping[str, str] | None = None
+) -> ManifestPlan:
+    """Locate every product once (a repeated identifier is kept once), in the order given.
+
+    ``mirrors`` maps a URL prefix (``https://popo.jpl.nasa.gov``) to the prefix of a copy of that archive
+    with the same layout (a local mirror, an institutional cache); the longest matching prefix wins.
+    """
     downloads: list[Download] = []
     unavailable: list[Unavailable] = []
     seen: set[str] = set()
@@ -46,8 +52,28 @@ def make_manifest(products: Iterable[ListedProduct]) -> ManifestPlan:
             continue
         seen.add(listed.product_id)
         found = locate(listed)
+        if isinstance(found, Download) and mirrors:
+            found = replace(found, url=_mirrored(found.url, mirrors))
         (downloads if isinstance(found, Download) else unavailable).append(found)
     return ManifestPlan(downloads, unavailable)
+
+
+def _mirrored(url: str, mirrors: Mapping[str, str]) -> str:
+    for prefix in sorted(mirrors, key=len, reverse=True):
+        if url.startswith(prefix):
+            return mirrors[prefix].rstrip("/") + url[len(prefix.rstrip("/")) :]
+    return url
+
+
+def parse_mirrors(values: Iterable[str]) -> dict[str, str]:
+    """``FROM=TO`` options as a prefix mapping; each side must be a URL."""
+    mirrors: dict[str, str] = {}
+    for value in values:
+        source, sep, target = value.partition("=")
+        if not sep or "://" not in source or "://" not in target:
+            raise ValueError(f"--mirror {value!r}: expected FROM=TO, two URL prefixes")
+        mirrors[source] = target
+    return mirrors
 
 
 def write_manifest(plan: ManifestPlan, path: Path) -> None:

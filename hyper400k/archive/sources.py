@@ -6,7 +6,7 @@ Four eras cover the Hyper-400K list (sources: see "Rebuilding Hyper-400K" in the
   ``https://popo.jpl.nasa.gov/avcl/y<yy>_data/<run>.tar.gz`` (L1 radiance with ``.gain``, ``obs``/``obs_ort``
   and ``ort_glt`` companions) and ``<run>_refl.tar.gz`` (L2 reflectance). No login.
 - **AVIRIS-NG, JPL portal** (``ang…_rdn_<v>_img`` / ``…_corr|rfl_<v>_img``): one tarball per flight line,
-  ``https://popo.jpl.nasa.gov/avng/y<yy>/<line>.tar.gz`` (L1 with ``loc``/``obs``/``glt``) and
+  ``https://popo.jpl.nasa.gov/avng/y<yy>/<line>.tar.gz`` (L1 with ``loc``/``obs``/``obs_ort``/``glt``) and
   ``<line>rfl.tar.gz`` (L2). No login.
 - **AVIRIS-3, NASA Earthdata (ORNL DAAC)**: one NetCDF file per segment, named by the identifier, in the
   collections ``AV3_L1B_RDN_2356`` (``…/protected/aviris/AV3_L1B_RDN/data/<id>.nc``) and
@@ -98,7 +98,8 @@ def _ng_portal(listed: ListedProduct, era: str) -> Download:
     folder = f"{JPL_PORTAL}/avng/y{listed.year % 100:02d}"
     members = [f"*{pid}", f"*{pid}.hdr"]
     if name.level == "L1":
-        members += [f"*{line}_*{kind}{ext}" for kind in ("loc", "obs", "glt") for ext in ("", ".hdr")]
+        kinds = ("loc", "obs", "obs_ort", "glt")
+        members += [f"*{line}_*{kind}{ext}" for kind in kinds for ext in ("", ".hdr")]
         return Download(pid, era, f"{folder}/{line}.tar.gz", f"{line}.tar.gz", AUTH_NONE, tuple(members))
     return Download(pid, era, f"{folder}/{line}rfl.tar.gz", f"{line}rfl.tar.gz", AUTH_NONE, tuple(members))
 
