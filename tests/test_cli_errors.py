@@ -91,3 +91,20 @@ def test_specaware_downstream_missing_config_is_one_line(tmp_path):
 def test_exit_code_and_line_of_each_kind_of_failure(capsys, exc, code, text):
     assert report_exception(exc, debug=False) == code
     assert capsys.readouterr().err.splitlines()[0].startswith(text)
+
+
+def test_aviris_ng_header_with_braced_esri_wkt_inspects(tmp_path):
+    """The ISOFIT-written AVIRIS-NG radiance header whose WKT once ended `inspect` in a pyproj traceback."""
+    import json
+
+    from test_conformance import ENTRIES, stage
+
+    entry = next(e for e in ENTRIES if e["header"] == "ang20160910t185702_2rdn_img.hdr")
+    header = stage(entry, tmp_path)
+    process = run_cli(
+        "pipelines.cli", "inspect", "--json", "--sensor", "aviris-ng", "--level", "L1",
+        "--datetime", "2016-09-10T18:57:02", header,
+    )  # fmt: skip
+    assert process.returncode == 0, process.stderr
+    meta = json.loads(process.stdout, parse_constant=lambda c: pytest.fail(f"non-standard JSON {c}"))
+    assert meta["crs"] == "EPSG:32611" and meta["shape"] == [25, 30, 425]

@@ -73,7 +73,9 @@ def open_envi(
         footprint, gsd = footprint_from_lonlat(lon, lat), gsd_from_lonlat(lon, lat)
         notes.append(f"unprojected: footprint and GSD from {companions.loc.name}")
     else:
-        notes.append("no map info and no loc companion: CRS, footprint and GSD unknown")
+        notes.append(
+            "no map projection (no or Arbitrary 'map info') and no loc companion: CRS, footprint and GSD unknown"
+        )
     geometry, utc_hours = Geometry(), None
     if companions.obs is not None:
         geometry, utc_hours = read_geometry(companions.obs)
