@@ -95,6 +95,52 @@ def estimate_fwhm(wavelength_nm: np.ndarray) -> np.ndarray:
     return spacing.astype(np.float64)
 
 
+# An instrument of unknown layout may step back in wavelength only where one spectrometer hands over to the
+# next; a run this short between two step-backs is a scrambled list, not a spectrometer.
+MIN_SPECTROMETER_BANDS = 8
+
+
+def check_band_centres(
+    wavelength_nm: np.ndarray,
+    fwhm_nm: np.ndarray,
+    joins_nm: tuple[tuple[float, float], ...] | None,
+    source: str | Path,
+) -> None:
+    """Refuse band metadata no instrument can have, naming the first offending band (1-based).
+
+    Wavelengths must be finite and positive and rise within each spectrometer; FWHM finite and positive.
+    A step back is a spectrometer join when both centres lie in one of the sensor's ``joins_nm`` windows
+    (``()``: one spectrometer, no step back allowed). For an instrument of unknown layout (``None``), a step
+    back is a join when at least :data:`MIN_SPECTROMETER_BANDS` rising bands lie on each side of it.
+    """
+    for name, values in (("wavelength", wavelength_nm), ("fwhm", fwhm_nm)):
+        bad = np.flatnonzero(~np.isfinite(values) | (values <= 0))
+        if bad.size:
+            i = int(bad[0])
+            raise HeaderError(source, f"band {i + 1} has an impossible {name} of {float(values[i]):g} nm")
+    steps = np.diff(wavelength_nm)
+    repeats = np.flatnonzero(steps == 0)
+    if repeats.size:
+        i = int(repeats[0]) + 1
+        raise HeaderError(
+            source, f"band {i + 1} repeats the wavelength of band {i} ({wavelength_nm[i]:g} nm)"
+        )
+    backs = np.flatnonzero(steps < 0)
+    edges = [0, *(int(b) + 1 for b in backs), len(wavelength_nm)]
+    for k, back in enumerate(backs):
+        before, after = float(wavelength_nm[back]), float(wavelength_nm[back + 1])
+        if joins_nm is None:
+            is_join = min(edges[k + 1] - edges[k], edges[k + 2] - edges[k + 1]) >= MIN_SPECTROMETER_BANDS
+        else:
+            is_join = any(low <= after < before <= high for low, high in joins_nm)
+        if not is_join:
+            raise HeaderError(
+                source,
+                f"wavelengths decrease within one spectrometer: band {back + 2} is {after:g} nm "
+                f"after {before:g} nm",
+            )
+
+
 def band_info_from_header(header: EnviHeader, data_path: Path) -> BandInfo:
     """Resolve wavelengths, FWHM and ``bbl`` for an ENVI product, in that order of preference."""
     bands = header.required_int("bands")

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 from pyproj import CRS, Transformer
+from pyproj.exceptions import CRSError
 
 from hyper400k.envi_header import EnviHeader, split_list
 from hyper400k.errors import HeaderError
@@ -23,20 +24,29 @@ Affine6 = tuple[float, float, float, float, float, float]
 
 @dataclass(frozen=True)
 class GeoRef:
-    """A product's CRS (as ``EPSG:n`` or WKT) and its 6-term affine in rasterio order."""
+    """A product's CRS (as ``EPSG:n`` or WKT), its 6-term affine in rasterio order, and its GSD in metres."""
 
     crs: str
     transform: Affine6
+    gsd_m: float
 
-    @property
-    def gsd_m(self) -> float:
-        """Ground sampling distance: the length of one pixel step along a line."""
-        a, _, _, d, _, _ = self.transform
-        return float(math.hypot(a, d))
+
+# ENVI's names for the datums of UTM ``map info`` (after the zone and hemisphere) -> PROJ datum names.
+_UTM_DATUMS = {
+    "wgs-84": "WGS84",
+    "wgs84": "WGS84",
+    "north america 1983": "NAD83",
+    "north america 1927": "NAD27",
+}
 
 
 def parse_map_info(header: EnviHeader) -> GeoRef | None:
-    """The georeference in ``map info`` (and ``coordinate system string``), or None when absent."""
+    """The georeference in ``map info`` (and ``coordinate system string``), or None when there is none.
+
+    ``map info`` forms: UTM (zone, hemisphere, datum), Geographic Lat/Lon, and any other projection
+    (State Plane, Albers, ...) whose ``coordinate system string`` holds its WKT (OGC or ESRI); an
+    ``Arbitrary`` projection has pixel coordinates in no map, so the product counts as unprojected.
+    """
     raw = header.get("map info")
     if raw is None:
         return None
@@ -45,38 +55,71 @@ def parse_map_info(header: EnviHeader) -> GeoRef | None:
         raise HeaderError(header.path, f"'map info' has {len(items)} fields, expected at least 7: {raw!r}")
     options = {k.strip().lower(): v.strip() for k, _, v in (i.partition("=") for i in items if "=" in i)}
     values = [i for i in items if "=" not in i]
-    projection = values[0].lower()
+    projection = values[0].strip().lower()
+    if projection == "arbitrary":
+        return None
     try:
         ref_x, ref_y, east, north, size_x, size_y = (float(v) for v in values[1:7])
+        theta = math.radians(float(options.get("rotation", 0.0)))
     except ValueError as exc:
         raise HeaderError(
-            header.path, f"'map info' has a non-numeric position or pixel size: {raw!r}"
+            header.path, f"'map info' has a non-numeric position, pixel size or rotation: {raw!r}"
         ) from exc
+    if not (size_x > 0 and size_y > 0):
+        raise HeaderError(header.path, f"'map info' pixel size must be positive: {size_x!r}, {size_y!r}")
     crs = _crs_from_map_info(header, projection, values)
-    theta = math.radians(float(options.get("rotation", 0.0)))
     cos_t, sin_t = math.cos(theta), math.sin(theta)
     a, b = cos_t * size_x, sin_t * size_x
     d, e = sin_t * size_y, -cos_t * size_y
     c = east - (ref_x - 1.0) * a - (ref_y - 1.0) * b
     f = north - (ref_x - 1.0) * d - (ref_y - 1.0) * e
-    return GeoRef(crs=crs, transform=(a, b, c, d, e, f))
+    return GeoRef(crs=_crs_text(crs), transform=(a, b, c, d, e, f), gsd_m=_gsd_m(crs, size_x, north))
 
 
-def _crs_from_map_info(header: EnviHeader, projection: str, values: list[str]) -> str:
+def _crs_from_map_info(header: EnviHeader, projection: str, values: list[str]) -> CRS:
     wkt = header.get("coordinate system string")
     if wkt:
-        return CRS.from_wkt(split_list(wkt)[0] if wkt.startswith("{") else wkt).to_string()
+        text = wkt.strip()
+        if text.startswith("{") and text.endswith("}"):  # a braced value, not a list: WKT holds commas
+            text = text[1:-1].strip()
+        try:
+            return CRS.from_wkt(text)
+        except CRSError as exc:
+            raise HeaderError(header.path, f"'coordinate system string' is not a WKT CRS: {exc}") from exc
     if projection == "utm":
         if len(values) < 9:
             raise HeaderError(header.path, "UTM 'map info' lacks zone and hemisphere")
-        zone, hemisphere = int(values[7]), values[8].strip().lower()
-        datum = values[9].strip().upper() if len(values) > 9 else "WGS-84"
-        if datum not in ("WGS-84", "WGS84"):
-            raise HeaderError(header.path, f"UTM datum {datum!r} is not supported (only WGS-84)")
-        return f"EPSG:{(32600 if hemisphere.startswith('n') else 32700) + zone}"
+        try:
+            zone = int(values[7])
+        except ValueError as exc:
+            raise HeaderError(header.path, f"UTM zone {values[7]!r} is not an integer") from exc
+        if not 1 <= zone <= 60:
+            raise HeaderError(header.path, f"UTM zone {zone} is outside 1-60")
+        south = values[8].strip().lower().startswith("s")
+        datum_name = values[9].strip() if len(values) > 9 else "WGS-84"
+        datum = _UTM_DATUMS.get(datum_name.lower())
+        if datum is None:
+            raise HeaderError(
+                header.path, f"UTM datum {datum_name!r} needs a 'coordinate system string' (WKT) to be read"
+            )
+        return CRS.from_dict({"proj": "utm", "zone": zone, "south": south, "datum": datum})
     if projection in ("geographic lat/lon", "geographic"):
-        return "EPSG:4326"
+        return CRS.from_epsg(4326)
     raise HeaderError(header.path, f"map projection {values[0]!r} needs a 'coordinate system string' (WKT)")
+
+
+def _crs_text(crs: CRS) -> str:
+    """``EPSG:n`` when the CRS is a registered one (ESRI WKT included), else its WKT."""
+    code = crs.to_epsg(min_confidence=70)
+    return f"EPSG:{code}" if code is not None else crs.to_wkt()
+
+
+def _gsd_m(crs: CRS, size_x: float, y: float) -> float:
+    """One pixel step in metres: map units converted (feet, degrees at the product's latitude)."""
+    if crs.is_geographic:
+        return float(size_x * math.pi / 180.0 * 6_371_008.8 * math.cos(math.radians(y)))
+    factor = crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
+    return float(size_x * factor)
 
 
 def corner_points(transform: Affine6, lines: int, samples: int) -> list[tuple[float, float]]:

@@ -50,7 +50,7 @@ class Rule:
     def violation(self, qa: dict[str, Any]) -> str | None:
         """A short reason (used to count drops) when ``qa`` breaks this rule, else None."""
         if self.field not in qa:
-            raise KeyError(f"QA has no field '{self.field}' (known: {', '.join(sorted(qa))})")
+            raise ValueError(f"QA has no field '{self.field}' (known: {', '.join(sorted(qa))})")
         value = qa[self.field]
         if self.equals is not None and bool(value) != self.equals:
             return f"{self.field}!={str(self.equals).lower()}"

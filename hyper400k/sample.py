@@ -69,7 +69,7 @@ class Sample:
         return {
             "data.npy": _npy(self.data),
             "valid.npy": _npy(self.valid),
-            "meta.json": json.dumps(self.meta).encode(),
+            "meta.json": json.dumps(self.meta, allow_nan=False).encode(),
         }
 
     @classmethod

@@ -90,7 +90,7 @@ class SceneMeta:
         return out
 
     def to_json(self) -> str:
-        return json.dumps(self.to_json_dict())
+        return json.dumps(self.to_json_dict(), allow_nan=False)
 
 
 class Scene(ABC):

@@ -442,7 +442,7 @@ def write_index(out_dir: Path, shards: list[ShardInfo], extra: dict[str, Any] | 
     temp = final.with_name(final.name + TEMP_SUFFIX)
     try:
         with open(temp, "w", encoding="utf-8") as stream:
-            json.dump(index, stream, indent=1)
+            json.dump(index, stream, indent=1, allow_nan=False)
             stream.write("\n")
             stream.flush()
             os.fsync(stream.fileno())

@@ -47,7 +47,7 @@ class VerifyReport:
 
     def to_json(self) -> str:
         """The report as a JSON object (``ok``, ``directory``, ``problems``, counts)."""
-        return json.dumps({"ok": self.ok, **asdict(self)}, indent=2)
+        return json.dumps({"ok": self.ok, **asdict(self)}, indent=2, allow_nan=False)
 
 
 class _HashingReader:

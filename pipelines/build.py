@@ -223,5 +223,5 @@ def build(config: BuildConfig, on_stage: Callable[[str], None] | None = None) ->
 def _record_failures(output: Path, failures: list[dict[str, Any]]) -> None:
     path = output / "failures.json"
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(failures, indent=2))
+    tmp.write_text(json.dumps(failures, indent=2, allow_nan=False))
     os.replace(tmp, path)

@@ -11,12 +11,13 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from hyper400k.console import format_table, print_error
-from hyper400k.errors import ProductError
+from hyper400k.console import DEBUG_HELP, EXIT_FAILED, ReportingGroup, format_table
 from hyper400k.product import open_product
 
 app = typer.Typer(
-    help="Airborne imaging-spectrometer products to a STAC-indexed WebDataset corpus.", no_args_is_help=True
+    help="Airborne imaging-spectrometer products to a STAC-indexed WebDataset corpus.",
+    no_args_is_help=True,
+    cls=ReportingGroup,
 )
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -25,15 +26,12 @@ err = Console(stderr=True, soft_wrap=True)
 @app.callback()
 def main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress and warnings.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help=DEBUG_HELP)] = False,
 ) -> None:
+    """Errors print one line ``error: <file>: <problem>`` and exit 2 (bad input), 3 (system) or 4 (bug)."""
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-
-
-def fail(exc: Exception) -> typer.Exit:
-    print_error(exc)
-    return typer.Exit(code=2)
 
 
 def _reasons(counts: dict[str, int]) -> str:
@@ -55,11 +53,8 @@ def inspect(
     ] = None,
 ) -> None:
     """Print a product's scene metadata."""
-    try:
-        with open_product(product, sensor=sensor, level=level, scale=scale, when=when) as scene:
-            meta = scene.meta
-    except (ProductError, ValueError) as exc:
-        raise fail(exc) from exc
+    with open_product(product, sensor=sensor, level=level, scale=scale, when=when) as scene:
+        meta = scene.meta
     if as_json:
         typer.echo(meta.to_json())
         return
@@ -92,10 +87,7 @@ def synth(
     from hyper400k.synth import generate
 
     output.mkdir(parents=True, exist_ok=True)
-    try:
-        path = generate(sensor, level, lines, samples, output, seed=seed, speclib=speclib, fmt=fmt)
-    except (ProductError, ValueError) as exc:
-        raise fail(exc) from exc
+    path = generate(sensor, level, lines, samples, output, seed=seed, speclib=speclib, fmt=fmt)
     typer.echo(str(path))
 
 
@@ -113,21 +105,16 @@ def tile(
     from hyper400k.sensors import identify
     from hyper400k.shards import ShardWriter
 
-    try:
-        chosen = get_preset(preset, size, stride)
-        summary = ProductSummary()
-        with open_product(product) as scene, ShardWriter(output, scene.meta.product_id, 1 << 62) as writer:
-            name = identify(Path(scene.meta.files["data"]))
-            flight_line = name.flight_line if name else scene.meta.product_id
-            segment = name.segment if name else None
-            for outcome in iter_outcomes(
-                scene, chosen, split="train", flight_line=flight_line, segment=segment
-            ):
-                summary.add(outcome)
-                if outcome.sample is not None:
-                    writer.write(outcome.sample)
-    except (ProductError, ValueError, OSError) as exc:
-        raise fail(exc) from exc
+    chosen = get_preset(preset, size, stride)
+    summary = ProductSummary()
+    with open_product(product) as scene, ShardWriter(output, scene.meta.product_id, 1 << 62) as writer:
+        name = identify(Path(scene.meta.files["data"]))
+        flight_line = name.flight_line if name else scene.meta.product_id
+        segment = name.segment if name else None
+        for outcome in iter_outcomes(scene, chosen, split="train", flight_line=flight_line, segment=segment):
+            summary.add(outcome)
+            if outcome.sample is not None:
+                writer.write(outcome.sample)
     typer.echo(
         f"{summary.kept} tiles kept, {summary.dropped_tiles} dropped ({_reasons(summary.dropped)}) -> {output}"
     )
@@ -158,20 +145,22 @@ def build(
 
     try:
         fractions = dict(zip(("train", "val", "test"), (float(v) for v in splits.split(",")), strict=True))
-        config = BuildConfig(
-            input=input,
-            output=output,
-            preset=get_preset(preset, tile_size, stride),
-            scheduler=scheduler,
-            workers=workers,
-            split_fractions=fractions,
-            seed=seed,
-            shard_bytes=int(shard_mb * 1e6),
-            progress=progress,
-        )
-        result = run_build(config, on_stage=lambda message: err.print(f"[cyan]{message}[/cyan]"))
-    except (ProductError, ValueError, OSError) as exc:
-        raise fail(exc) from exc
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"expected three fractions like 0.8,0.1,0.1, got {splits!r}", param_hint="'--splits'"
+        ) from exc
+    config = BuildConfig(
+        input=input,
+        output=output,
+        preset=get_preset(preset, tile_size, stride),
+        scheduler=scheduler,
+        workers=workers,
+        split_fractions=fractions,
+        seed=seed,
+        shard_bytes=int(shard_mb * 1e6),
+        progress=progress,
+    )
+    result = run_build(config, on_stage=lambda message: err.print(f"[cyan]{message}[/cyan]"))
     samples = sum(r["kept"] for r in result.records)
     console.print(
         f"{len(result.records)} products, {samples} samples -> {output}; report: {result.report_path}"
@@ -179,7 +168,7 @@ def build(
     if not result.ok:
         for failure in result.failures:
             typer.echo(f"failed: {failure['product_id']}: {failure['reason'].splitlines()[0]}", err=True)
-        raise typer.Exit(code=1)
+        raise typer.Exit(code=EXIT_FAILED)
 
 
 @app.command()
@@ -197,7 +186,7 @@ def verify(
     report = verify_shards(shards, check_samples=samples, progress=not as_json)
     typer.echo(report.to_json() if as_json else report.to_text())
     if not report.ok:
-        raise typer.Exit(code=1)
+        raise typer.Exit(code=EXIT_FAILED)
 
 
 @app.command()
@@ -207,7 +196,7 @@ def stats(
     """Print a build's counts per sensor × level and its drop reasons."""
     path = directory / "report" / "report.json"
     if not path.is_file():
-        raise fail(FileNotFoundError(f"{path}: no build report here"))
+        raise FileNotFoundError(2, "no build report here", str(path))
     summary = json.loads(path.read_text())
     rows = [
         (name, group["products"], group["flight_lines"], group["kept"], _reasons(group["dropped"]))
@@ -215,7 +204,9 @@ def stats(
     ]
     title = f"{directory}: {summary['samples']} samples in {summary['shards']} shards"
     typer.echo(format_table(("group", "products", "flight lines", "samples", "dropped"), rows, title))
-    typer.echo(f"samples per split: {summary['samples_per_split']}; failed products: {summary['products_failed']}")
+    typer.echo(
+        f"samples per split: {summary['samples_per_split']}; failed products: {summary['products_failed']}"
+    )
 
 
 @app.command()
@@ -229,10 +220,7 @@ def filter(
     from hyper400k.quality import RuleSet
     from pipelines.refilter import refilter
 
-    try:
-        result = refilter(build_dir, RuleSet.from_yaml(rules), output, int(shard_mb * 1e6))
-    except (ValueError, OSError, KeyError) as exc:
-        raise fail(exc) from exc
+    result = refilter(build_dir, RuleSet.from_yaml(rules), output, int(shard_mb * 1e6))
     typer.echo(
         f"{result.kept} samples kept, {result.dropped_samples} dropped ({_reasons(result.dropped)}) -> {output}"
     )
@@ -264,3 +252,6 @@ def _register_archive() -> None:
 
 
 _register_archive()
+
+if __name__ == "__main__":  # `python -m pipelines.cli`
+    app()

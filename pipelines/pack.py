@@ -57,7 +57,7 @@ def pack_shards(output: Path, records: list[dict[str, Any]], shard_bytes: int, s
             infos.append(named)
             key_to_shard.update(dict.fromkeys(info.keys, named.name))
         band_stats[group] = merged_band_stats(members)
-    (staging / KEYS).write_text(json.dumps(key_to_shard))
+    (staging / KEYS).write_text(json.dumps(key_to_shard, allow_nan=False))
     write_index(
         staging, infos, extra={"fingerprint": fingerprint, "groups": sorted(groups), "band_stats": band_stats}
     )

@@ -124,7 +124,7 @@ def _process(job: ProductJob, out: Path) -> dict[str, Any]:
         "input_bytes": sum(Path(p).stat().st_size for p in meta.files.values()),
     }
     tmp = out / (RECORD + ".tmp")
-    tmp.write_text(json.dumps(record))
+    tmp.write_text(json.dumps(record, allow_nan=False))
     os.replace(tmp, out / RECORD)
     return record
 

@@ -64,7 +64,7 @@ def write_report(
     summary = summarise(records, failures, shard_index)
     figures = [_histograms(folder, records)] if records else []
     quicklooks = _copy_quicklooks(folder, output, records)
-    _atomic_write(folder / "report.json", json.dumps(summary, indent=2))
+    _atomic_write(folder / "report.json", json.dumps(summary, indent=2, allow_nan=False))
     _atomic_write(folder / "report.md", _markdown(summary, figures, quicklooks))
     return folder / "report.md"
 

@@ -8,16 +8,21 @@ from typing import Annotated
 
 import typer
 
-from hyper400k.console import print_error
+from hyper400k.console import DEBUG_HELP, ReportingGroup
 
 app = typer.Typer(
     help="SpecAware: pretrain the multi-sensor hyperspectral foundation model and use it.",
     no_args_is_help=True,
+    cls=ReportingGroup,
 )
 
 
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False) -> None:
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help=DEBUG_HELP)] = False,
+) -> None:
+    """Errors print one line ``error: <file>: <problem>`` and exit 2 (bad input), 3 (system) or 4 (bug)."""
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
@@ -41,14 +46,10 @@ def pretrain(
     from specaware.train.config import PretrainConfig
     from specaware.train.pretrain import pretrain as run
 
-    try:
-        settings = PretrainConfig.from_yaml(
-            config, data=data, output=output, steps=steps, model=model, deepspeed_config=deepspeed_config
-        )
-        result = run(settings, progress=progress)
-    except (ValueError, FileNotFoundError) as exc:
-        print_error(exc)
-        raise typer.Exit(code=2) from exc
+    settings = PretrainConfig.from_yaml(
+        config, data=data, output=output, steps=steps, model=model, deepspeed_config=deepspeed_config
+    )
+    result = run(settings, progress=progress)
     typer.echo(f"{result.steps} steps, final loss {result.final_loss:.4f}; model: {result.model_path}")
 
 
@@ -63,23 +64,18 @@ def embed(
     split: Annotated[str | None, typer.Option(help="Only samples of this split (shard sets).")] = None,
 ) -> None:
     """Encoder features of every tile of a product, or every sample of a shard set."""
-    from hyper400k.errors import ProductError
     from specaware.embed import embed_batches, product_batches, save_features, shard_batches
     from specaware.model.checkpoint import load_checkpoint
 
-    try:
-        model = load_checkpoint(checkpoint)
-        path = Path(source)
-        is_shards = path.is_dir() or path.suffix in (".tar", ".json", ".parquet") or "{" in source
-        batches = (
-            shard_batches(source, batch_size, tile, split=split)
-            if is_shards
-            else product_batches(path, tile, batch_size)
-        )
-        features = embed_batches(model, batches, keep_grid=grid)
-    except (ProductError, ValueError, FileNotFoundError) as exc:
-        print_error(exc)
-        raise typer.Exit(code=2) from exc
+    model = load_checkpoint(checkpoint)
+    path = Path(source)
+    is_shards = path.is_dir() or path.suffix in (".tar", ".json", ".parquet") or "{" in source
+    batches = (
+        shard_batches(source, batch_size, tile, split=split)
+        if is_shards
+        else product_batches(path, tile, batch_size)
+    )
+    features = embed_batches(model, batches, keep_grid=grid)
     save_features(output, features)
     typer.echo(f"{len(features['keys'])} items x {features['cls'].shape[1]} features -> {output}")
 

@@ -135,7 +135,7 @@ def test_rule_sets_from_yaml(tmp_path):
     path.write_text("rules:\n  - {field: valid_fraction, above: 3}\n")
     with pytest.raises(ValueError, match="only min/max/equals"):
         RuleSet.from_yaml(path)
-    with pytest.raises(KeyError, match="no field 'cloudiness'"):
+    with pytest.raises(ValueError, match="no field 'cloudiness'"):
         RuleSet("x", (Rule("cloudiness", max=1),)).evaluate({"valid_fraction": 1.0})
     assert PUBLISHED_RULES.evaluate({"invalid_value_fraction": 0.2}) == []
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hyper400k.bands import band_info_from_header
+from hyper400k.bands import band_info_from_header, check_band_centres
 from hyper400k.envi_header import EnviHeader, find_data_file, find_header
 from hyper400k.errors import HeaderError, UnsupportedProductError
 from hyper400k.geo import footprint_from_lonlat, footprint_from_transform, gsd_from_lonlat, parse_map_info
@@ -52,6 +52,7 @@ def open_envi(
     spec = sensor(identity.sensor)
     lines, samples, bands = header.shape
     info = band_info_from_header(header, data_path)
+    check_band_centres(info.wavelength_nm, info.fwhm_nm, spec.spectrometer_joins_nm, header_path)
     band_scale, notes = _band_scale(header, data_path, identity.sensor, identity.level, scale)
     nodata = header.float_or_none("data ignore value")
     if nodata is None and identity.sensor != "other":
@@ -72,7 +73,9 @@ def open_envi(
         footprint, gsd = footprint_from_lonlat(lon, lat), gsd_from_lonlat(lon, lat)
         notes.append(f"unprojected: footprint and GSD from {companions.loc.name}")
     else:
-        notes.append("no map info and no loc companion: CRS, footprint and GSD unknown")
+        notes.append(
+            "no map projection (no or Arbitrary 'map info') and no loc companion: CRS, footprint and GSD unknown"
+        )
     geometry, utc_hours = Geometry(), None
     if companions.obs is not None:
         geometry, utc_hours = read_geometry(companions.obs)

@@ -13,7 +13,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from hyper400k.bands import estimate_fwhm, unit_factor, wavelengths_from_band_names
+from hyper400k.bands import check_band_centres, estimate_fwhm, unit_factor, wavelengths_from_band_names
 from hyper400k.errors import HeaderError, ProductError
 from hyper400k.geo import footprint_from_transform
 from hyper400k.readers.metadata import acquisition_time, product_id_of, resolve_identity, units_for
@@ -66,6 +66,7 @@ def open_geotiff(
         tags = [dataset.tags(b) for b in range(1, dataset.count + 1)]
         identity = resolve_identity(path, sensor_name, level, hint=" ".join(dataset.tags().values()))
         wavelength_nm, fwhm_nm, bbl, fwhm_source = _band_metadata(path, tags, list(dataset.descriptions))
+        check_band_centres(wavelength_nm, fwhm_nm, sensor(identity.sensor).spectrometer_joins_nm, path)
         crs = dataset.crs.to_string() if dataset.crs else None
         transform = tuple(dataset.transform)[:6] if dataset.crs else None
         footprint = footprint_from_transform(crs, transform, dataset.height, dataset.width) if crs else None

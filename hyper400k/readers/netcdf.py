@@ -16,7 +16,7 @@ import numpy as np
 import xarray as xr
 from pyproj import CRS
 
-from hyper400k.bands import estimate_fwhm, unit_factor
+from hyper400k.bands import check_band_centres, estimate_fwhm, unit_factor
 from hyper400k.errors import HeaderError, ProductError, UnsupportedProductError
 from hyper400k.geo import footprint_from_transform
 from hyper400k.readers.metadata import acquisition_time, product_id_of, resolve_identity, units_for
@@ -93,6 +93,7 @@ def open_netcdf(
     lines, samples = (n for i, n in enumerate(variable.shape) if i != band_axis)
     root_attrs = _root_attributes(path)
     identity = resolve_identity(path, sensor_name, level or PRODUCT_GROUPS[group])
+    check_band_centres(wavelength_nm, fwhm_nm, sensor(identity.sensor).spectrometer_joins_nm, path)
     crs, transform = _georeference(dataset, variable, path)
     meta = SceneMeta(
         sensor=identity.sensor,

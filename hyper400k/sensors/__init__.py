@@ -20,7 +20,14 @@ REGISTRY: dict[str, SensorSpec] = {
 }
 
 # Products of any other instrument ("other"): generic ceilings, no band grid.
-OTHER = SensorSpec(name="other", instrument="unknown", platform="unknown", patterns=(), l1_ceiling=100.0)
+OTHER = SensorSpec(
+    name="other",
+    instrument="unknown",
+    platform="unknown",
+    patterns=(),
+    l1_ceiling=100.0,
+    spectrometer_joins_nm=None,
+)
 
 
 def sensor(name: str) -> SensorSpec:

@@ -62,6 +62,9 @@ SPEC = SensorSpec(
     platform="airborne",
     l1_ceiling=30.0,
     band_grid="aviris-classic_bands.csv",
+    # Spectrometers A/B, B/C and C/D overlap by about one band (e.g. 667.6 -> 655.3 nm, 1263.0 -> 1253.4 nm,
+    # 1873.2 -> 1867.7 nm in 2008); the windows allow for the drift of the band centres over the years.
+    spectrometer_joins_nm=((620.0, 720.0), (1220.0, 1300.0), (1830.0, 1910.0)),
     patterns=(
         NamePattern(
             re.compile(

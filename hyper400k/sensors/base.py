@@ -69,6 +69,9 @@ class SensorSpec:
     bad_windows_nm: tuple[tuple[float, float], ...] = field(
         default=WATER_VAPOUR_WINDOWS_NM + DETECTOR_END_WINDOWS_NM
     )
+    # Where band centres may step back because one spectrometer hands over to the next, as (low, high) nm
+    # windows holding both centres of the step; () for a single spectrometer, None when unknown.
+    spectrometer_joins_nm: tuple[tuple[float, float], ...] | None = ()
 
     def match(self, file_name: str) -> ProductName | None:
         for pattern in self.patterns:

@@ -1,5 +1,5 @@
 """Downstream commands (``specaware finetune``, ``probe``, ``baseline``, ``evaluate``), registered on the
-``specaware`` command line. Each prints the headline metrics and leaves ``metrics.json`` and the figures in the
+``specaware`` command line, whose group reports any error as one line (see :mod:`hyper400k.console`). Each prints the headline metrics and leaves ``metrics.json`` and the figures in the
 run's output folder."""
 
 from __future__ import annotations
@@ -22,11 +22,7 @@ StepsOpt = Annotated[int | None, typer.Option(help="Training steps (overrides th
 
 def _run(action: Callable[[DownstreamConfig], dict[str, Any]], path: Path, **overrides: Any) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        metrics = action(DownstreamConfig.from_yaml(path, **overrides))
-    except (ValueError, FileNotFoundError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from exc
+    metrics = action(DownstreamConfig.from_yaml(path, **overrides))
     keys = ("OA", "AA", "kappa", "mIoU", "macro_F1", "change_F1", "change_IoU")
     typer.echo("  ".join(f"{k} {metrics[k]:.4f}" for k in keys if k in metrics))
 

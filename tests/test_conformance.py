@@ -1,0 +1,84 @@
+"""The conformance corpus: real headers of many imaging spectrometers, each read right or refused cleanly.
+
+Each header in ``tests/conformance/headers`` is copied beside a sparse data file of the size it implies
+(no real pixels needed: only metadata is checked), opened, and compared with the values in
+``tests/conformance/manifest.yaml``, which were read off the headers by hand.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from hyper400k.envi_header import EnviHeader
+from hyper400k.errors import ProductError
+from hyper400k.product import open_product
+
+CORPUS = Path(__file__).parent / "conformance"
+ENTRIES: list[dict[str, Any]] = yaml.safe_load((CORPUS / "manifest.yaml").read_text())
+
+
+def stage(entry: dict[str, Any], folder: Path) -> Path:
+    """Copy the header into ``folder`` beside a sparse data file of the size it implies; return the header."""
+    header = folder / entry["header"]
+    shutil.copyfile(CORPUS / "headers" / entry["header"], header)
+    parsed = EnviHeader.read(header)
+    lines, samples, bands = parsed.shape
+    data = folder / entry.get("data", header.stem)
+    with data.open("wb") as fh:
+        fh.truncate(parsed.header_offset + lines * samples * bands * parsed.dtype.itemsize)
+    return header
+
+
+def overrides(entry: dict[str, Any]) -> dict[str, Any]:
+    options = dict(entry.get("options") or {})
+    if "datetime" in options:
+        options["when"] = datetime.fromisoformat(str(options.pop("datetime")).replace("Z", "+00:00"))
+    return options
+
+
+def test_manifest_is_complete():
+    names = {e["header"] for e in ENTRIES}
+    assert len(names) == len(ENTRIES), "a header is listed twice"
+    assert names == {p.name for p in (CORPUS / "headers").glob("*.hdr")}
+    for entry in ENTRIES:
+        assert ("expect" in entry) != ("refuse" in entry), entry["header"]
+        repo, _, rest = entry["source"].partition("@")
+        commit, _, path = rest.partition(":")
+        assert "/" in repo and len(commit) == 40 and path.endswith(".hdr"), entry["source"]
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=[e["header"] for e in ENTRIES])
+def test_header_is_read_right_or_refused(entry, tmp_path):
+    header = stage(entry, tmp_path)
+    if "refuse" in entry:
+        with pytest.raises(ProductError, match=entry["refuse"]) as info:
+            open_product(header, **overrides(entry))
+        assert str(header.parent) in str(info.value)
+        return
+    expect = entry["expect"]
+    with open_product(header, **overrides(entry)) as scene:
+        meta = scene.meta
+    assert (meta.sensor, meta.level) == (expect["sensor"], expect["level"])
+    assert list(meta.shape) == expect["shape"]
+    np.testing.assert_allclose(meta.wavelength_nm[[0, -1]], expect["wavelength_nm"], rtol=0, atol=1e-6)
+    if expect["fwhm_nm"] == "estimated":
+        assert meta.fwhm_source == "estimated from band spacing"
+    else:
+        assert meta.fwhm_source != "estimated from band spacing"
+        np.testing.assert_allclose(meta.fwhm_nm[[0, -1]], expect["fwhm_nm"], rtol=0, atol=1e-6)
+    assert meta.crs == expect.get("crs")
+    if expect.get("transform") is None:
+        assert meta.transform is None
+    else:
+        np.testing.assert_allclose(meta.transform, expect["transform"], rtol=1e-12, atol=1e-9)
+    if "gsd_m" in expect:
+        assert meta.gsd_m == pytest.approx(expect["gsd_m"], rel=1e-3)
+    assert meta.nodata == expect.get("nodata")
+    assert np.isfinite(meta.wavelength_nm).all() and (meta.fwhm_nm > 0).all()
