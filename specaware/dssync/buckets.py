@@ -106,7 +106,7 @@ class FlatBuckets:
             bucket.pack()
         parts = [bucket.shard for bucket in self.buckets]
         if node is not None:
-            _wait([dist.reduce_scatter_tensor(p, b.flat, group=node, async_op=True) for p, b in zip(parts, self.buckets, strict=True)])
+            _wait([_reduce_scatter(p, b.flat, node) for p, b in zip(parts, self.buckets, strict=True)])
         else:
             for part, bucket in zip(parts, self.buckets, strict=True):
                 part.copy_(bucket.flat)
@@ -115,7 +115,7 @@ class FlatBuckets:
         for part in parts:
             part.div_(node_size * rail_size)
         if node is not None:
-            _wait([dist.all_gather_into_tensor(b.flat, p, group=node, async_op=True) for p, b in zip(parts, self.buckets, strict=True)])
+            _wait([_all_gather(b.flat, p, node) for p, b in zip(parts, self.buckets, strict=True)])
         else:
             for part, bucket in zip(parts, self.buckets, strict=True):
                 bucket.flat.copy_(part)
@@ -150,6 +150,16 @@ def _bucket(tensors: list[torch.Tensor], dtype: torch.dtype, device: torch.devic
     flat = torch.zeros(padded, dtype=dtype, device=device)
     shard = torch.zeros(padded // shards, dtype=dtype, device=device)
     return Bucket(tensors, flat, shard)
+
+
+def _reduce_scatter(shard: torch.Tensor, flat: torch.Tensor, group: dist.ProcessGroup) -> Any:
+    """Asynchronous reduce-scatter (sum) of ``flat`` into this rank's ``shard``."""
+    return dist.reduce_scatter_single(shard, flat, group=group, async_op=True)
+
+
+def _all_gather(flat: torch.Tensor, shard: torch.Tensor, group: dist.ProcessGroup) -> Any:
+    """Asynchronous all-gather of every rank's ``shard`` into ``flat``."""
+    return dist.all_gather_single(flat, shard, group=group, async_op=True)
 
 
 def _wait(works: list[Any]) -> None:
