@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -19,10 +20,11 @@ _HALF = (torch.float16, torch.bfloat16)
 
 @dataclass
 class Bucket:
-    """One flat buffer and the tensors it carries, in order."""
+    """One flat buffer (padded to whole shards) and the tensors it carries, in order; ``shard``: one shard."""
 
     tensors: list[torch.Tensor]
     flat: torch.Tensor
+    shard: torch.Tensor
 
     def pack(self) -> None:
         """Copy the tensors into the flat buffer."""
@@ -42,10 +44,13 @@ class Bucket:
 class FlatBuckets:
     """``tensors`` grouped by device and communication dtype into buckets of at most ``bucket_bytes``.
 
-    A tensor larger than ``bucket_bytes`` gets a bucket of its own; tensors are never split.
+    A tensor larger than ``bucket_bytes`` gets a bucket of its own; tensors are never split. ``shards`` > 1
+    pads every bucket to a multiple of ``shards`` elements so it can be reduce-scattered into equal shards
+    (:meth:`average_sharded`); the padding stays zero.
     """
 
-    def __init__(self, tensors: Sequence[torch.Tensor], bucket_bytes: int) -> None:
+    def __init__(self, tensors: Sequence[torch.Tensor], bucket_bytes: int, shards: int = 1) -> None:
+        self.shards = shards
         by_kind: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
         for tensor in tensors:
             if not tensor.is_floating_point():
@@ -59,12 +64,12 @@ class FlatBuckets:
             elements = 0
             for tensor in members:
                 if current and (elements + tensor.numel()) * item > bucket_bytes:
-                    self.buckets.append(_bucket(current, dtype, device))
+                    self.buckets.append(_bucket(current, dtype, device, shards))
                     current, elements = [], 0
                 current.append(tensor)
                 elements += tensor.numel()
             if current:
-                self.buckets.append(_bucket(current, dtype, device))
+                self.buckets.append(_bucket(current, dtype, device, shards))
 
     @property
     def nbytes(self) -> int:
@@ -79,6 +84,42 @@ class FlatBuckets:
         for bucket, work in zip(self.buckets, works, strict=True):
             work.wait()
             bucket.flat.div_(size)
+            bucket.unpack()
+
+    def average_sharded(
+        self,
+        node: dist.ProcessGroup | None,
+        node_size: int,
+        rail: dist.ProcessGroup | None,
+        rail_size: int,
+    ) -> None:
+        """Hierarchical mean over ``node_size`` x ``rail_size`` ranks, each NIC carrying 1/``node_size``.
+
+        Reduce-scatter inside the node (this rank gets the node's sum of its shard), all-reduce of that shard
+        over ``rail`` (the same local rank on the other nodes of the group), all-gather inside the node. Each
+        stage is issued for every bucket before waiting, so buckets pipeline. ``None`` skips a stage (a
+        group of one); ``node_size`` must equal ``shards``.
+        """
+        if node is not None and node_size != self.shards:
+            raise ValueError(f"buckets are cut into {self.shards} shards but the node has {node_size} ranks")
+        for bucket in self.buckets:
+            bucket.pack()
+        parts = [bucket.shard for bucket in self.buckets]
+        if node is not None:
+            _wait([_reduce_scatter(p, b.flat, node) for p, b in zip(parts, self.buckets, strict=True)])
+        else:
+            for part, bucket in zip(parts, self.buckets, strict=True):
+                part.copy_(bucket.flat)
+        if rail is not None:
+            _wait([dist.all_reduce(part, group=rail, async_op=True) for part in parts])
+        for part in parts:
+            part.div_(node_size * rail_size)
+        if node is not None:
+            _wait([_all_gather(b.flat, p, node) for p, b in zip(parts, self.buckets, strict=True)])
+        else:
+            for part, bucket in zip(parts, self.buckets, strict=True):
+                bucket.flat.copy_(part)
+        for bucket in self.buckets:
             bucket.unpack()
 
     def disagreement(self) -> float:
@@ -103,5 +144,24 @@ class FlatBuckets:
         return float(worst.item()) / float(norm.sqrt()) if norm > 0 else float(worst.item())
 
 
-def _bucket(tensors: list[torch.Tensor], dtype: torch.dtype, device: torch.device) -> Bucket:
-    return Bucket(tensors, torch.empty(sum(t.numel() for t in tensors), dtype=dtype, device=device))
+def _bucket(tensors: list[torch.Tensor], dtype: torch.dtype, device: torch.device, shards: int) -> Bucket:
+    elements = sum(t.numel() for t in tensors)
+    padded = -(-elements // shards) * shards
+    flat = torch.zeros(padded, dtype=dtype, device=device)
+    shard = torch.zeros(padded // shards, dtype=dtype, device=device)
+    return Bucket(tensors, flat, shard)
+
+
+def _reduce_scatter(shard: torch.Tensor, flat: torch.Tensor, group: dist.ProcessGroup) -> Any:
+    """Asynchronous reduce-scatter (sum) of ``flat`` into this rank's ``shard``."""
+    return dist.reduce_scatter_single(shard, flat, group=group, async_op=True)
+
+
+def _all_gather(flat: torch.Tensor, shard: torch.Tensor, group: dist.ProcessGroup) -> Any:
+    """Asynchronous all-gather of every rank's ``shard`` into ``flat``."""
+    return dist.all_gather_single(flat, shard, group=group, async_op=True)
+
+
+def _wait(works: list[Any]) -> None:
+    for work in works:
+        work.wait()

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-SCHEDULES = ("hypercube", "seeded-shuffle", "topology")
+SCHEDULES = ("hypercube", "seeded-shuffle", "topology", "hierarchical")
 
 Group = tuple[int, ...]
 Partition = tuple[Group, ...]
@@ -104,7 +104,8 @@ class TopologyConfig:
 class DSSyncConfig:
     """Every DS-Sync setting.
 
-    ``group_size`` is K, the number of ranks that average together in one step. ``groups`` replaces the
+    ``group_size`` is K, the number of ranks that average together in one step (under ``hierarchical``: the
+    number of nodes whose same-local-rank shards average together in the cross-node stage). ``groups`` replaces the
     randomly drawn partition set of ``seeded-shuffle`` with an explicit list of partitions (each a list of
     groups covering every rank once). ``num_partitions`` is the size of the fixed set ``seeded-shuffle`` and
     ``topology`` draw from ``seed``. ``global_average_every`` > 0 replaces every N-th group average by a
@@ -145,9 +146,9 @@ class DSSyncConfig:
         topology = (
             None if raw.get("topology") is None else TopologyConfig.from_dict(_mapping(raw["topology"]))
         )
-        if schedule == "topology" and topology is None:
+        if schedule in ("topology", "hierarchical") and topology is None:
             raise DSSyncConfigError(
-                "dssync.schedule 'topology' needs dssync.topology (ranks_per_node or nodes map)"
+                f"dssync.schedule {schedule!r} needs dssync.topology (ranks_per_node or nodes map)"
             )
         group_size = raw.get("group_size", None if groups is not None else cls.group_size)
         if group_size is not None:

@@ -56,11 +56,14 @@ class SpectralAutoencoder(nn.Module):
         return self.net(spectra)
 
 
-def deepspeed_config(micro_batch: int, bf16: bool = False, zero_stage: int = 0) -> dict[str, Any]:
+def deepspeed_config(
+    micro_batch: int, bf16: bool = False, zero_stage: int = 0, clipping: float = 0.0
+) -> dict[str, Any]:
     """The DeepSpeed config of the demo (quiet logging, no wall-clock breakdown)."""
     config: dict[str, Any] = {
         "train_micro_batch_size_per_gpu": micro_batch,
         "gradient_accumulation_steps": 1,
+        "gradient_clipping": clipping,
         "zero_optimization": {"stage": zero_stage},
         "steps_per_print": 10**9,
     }
@@ -71,7 +74,15 @@ def deepspeed_config(micro_batch: int, bf16: bool = False, zero_stage: int = 0) 
     return config
 
 
-def make_engine(bands: int, *, lr: float, micro_batch: int, bf16: bool = False, zero_stage: int = 0) -> Any:
+def make_engine(
+    bands: int,
+    *,
+    lr: float,
+    micro_batch: int,
+    bf16: bool = False,
+    zero_stage: int = 0,
+    clipping: float = 0.0,
+) -> Any:
     """A DeepSpeed engine around a fresh autoencoder with AdamW (rank 0's initial weights are broadcast)."""
     import deepspeed
 
@@ -79,7 +90,9 @@ def make_engine(bands: int, *, lr: float, micro_batch: int, bf16: bool = False, 
     model = SpectralAutoencoder(bands)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     engine, _, _, _ = deepspeed.initialize(
-        model=model, optimizer=optimizer, config=deepspeed_config(micro_batch, bf16, zero_stage)
+        model=model,
+        optimizer=optimizer,
+        config=deepspeed_config(micro_batch, bf16, zero_stage, clipping),
     )
     return engine
 
@@ -113,18 +126,22 @@ def train(
     micro_batch: int,
     measure_every: int,
     before_step: Any = None,
+    start_step: int = 0,
 ) -> TrainResult:
-    """Train ``steps`` optimizer steps on this rank's shard, measuring disagreement every ``measure_every``.
+    """Train optimizer steps ``start_step + 1 .. steps`` on this rank's shard, measuring disagreement every
+    ``measure_every`` (0: never).
 
-    ``before_step(engine)``, when given, runs between ``engine.backward`` and ``engine.step`` (for variants
-    that touch gradients). DS-Sync, when attached to ``engine``, runs inside ``engine.step``.
+    Step ``s``'s batch depends on (rank, s) only, so a run resumed at ``start_step`` sees the batches of the
+    uninterrupted run. ``before_step(engine)``, when given, runs between ``engine.backward`` and
+    ``engine.step`` (for variants that touch gradients). DS-Sync, when attached to ``engine``, runs inside
+    ``engine.step``.
     """
     rank, world = dist.get_rank(), dist.get_world_size()
     shard = spectra[rank::world]
-    generator = torch.Generator().manual_seed(1000 + rank)
     dtype = next(engine.module.parameters()).dtype
     result = TrainResult()
-    for step in range(1, steps + 1):
+    for step in range(start_step + 1, steps + 1):
+        generator = torch.Generator().manual_seed(1_000_003 * (1000 + rank) + step)
         batch = shard[torch.randint(len(shard), (micro_batch,), generator=generator)]
         loss = (engine(batch.to(dtype)).float() - batch).pow(2).mean()
         engine.backward(loss)
@@ -132,7 +149,7 @@ def train(
             before_step(engine)
         engine.step()
         result.losses.append(float(loss.detach()))
-        if step % measure_every == 0 or step == steps:
+        if measure_every and (step % measure_every == 0 or step == steps):
             result.disagreements.append((step, replica_disagreement(engine)))
     result.final_loss = evaluate(engine, spectra)
     return result

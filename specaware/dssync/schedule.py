@@ -28,6 +28,14 @@ partition ``(q + l) mod P`` on rail l with q = rng(seed, c): the rails mix diffe
 step, and the next intra-node average combines all of them. With a single rack only within-rack rounds exist;
 with one node per rack only across-rack rounds.
 
+``hierarchical`` (a node map with equal-size nodes; W = N nodes x G ranks). Not a partition of ranks but three
+stages per step: the G ranks of a node reduce-scatter the model over the fast intra-node links (local rank l
+ends with the node's sum of shard l, 1/G of the model); each local rank then averages only its shard with the
+same local rank of the other nodes in its node group; an all-gather inside the node completes the model. The
+node groups follow a schedule over the N nodes built like the flat ones (``hypercube`` when N and K are
+powers of two, ``seeded-shuffle`` otherwise), so one node-level period gives the exact global mean and each
+NIC carries n / G bytes per round, like the rails of a hierarchical all-reduce.
+
 Every schedule is checked to be *connected* (the union of its partitions links every rank to every other);
 otherwise some replicas could never agree and the config is rejected.
 """
@@ -95,8 +103,87 @@ class Schedule:
                     seen.setdefault(group, None)
         return tuple(seen)
 
+    def groups_of(self, rank: int) -> tuple[Group, ...]:
+        """The groups of two or more ranks containing ``rank``, in the order of :meth:`groups`."""
+        seen: dict[Group, None] = {}
+        for partition in self.partitions:
+            for group in partition:
+                if rank in group and len(group) > 1:
+                    seen.setdefault(group, None)
+        return tuple(seen)
 
-def build_schedule(world: int, config: DSSyncConfig) -> Schedule:
+
+@dataclass(frozen=True)
+class HierarchicalSchedule:
+    """The ``hierarchical`` schedule: intra-node stages on ``nodes`` and a node-level schedule ``across``.
+
+    ``nodes[n][l]`` is the rank with local index ``l`` on node ``n``; ``across`` is a :class:`Schedule` whose
+    "ranks" are node indices.
+    """
+
+    world: int
+    seed: int
+    nodes: tuple[Group, ...]
+    across: Schedule
+    kind: str = "hierarchical"
+
+    @property
+    def ranks_per_node(self) -> int:
+        return len(self.nodes[0])
+
+    @property
+    def partitions(self) -> tuple[Partition, ...]:
+        """The rail groups of each node-level partition (what the cross-node stage averages over)."""
+        return tuple(self._rails(partition) for partition in self.across.partitions)
+
+    def locate(self, rank: int) -> tuple[int, int]:
+        """(node index, local index) of ``rank``."""
+        for node, members in enumerate(self.nodes):
+            if rank in members:
+                return node, members.index(rank)
+        raise ValueError(f"rank {rank} is outside the world of {self.world}")
+
+    def node_group(self, rank: int) -> Group:
+        """The sorted ranks sharing ``rank``'s node (the intra-node reduce-scatter and all-gather group)."""
+        return tuple(sorted(self.nodes[self.locate(rank)[0]]))
+
+    def rail_group(self, rank: int, step: int) -> Group:
+        """The ranks ``rank`` averages its shard with at ``step``: its local index on its node group's nodes."""
+        node, local = self.locate(rank)
+        return tuple(sorted(self.nodes[n][local] for n in self.across.group_of(node, step)))
+
+    def groups(self) -> tuple[Group, ...]:
+        """Every intra-node group, then every rail group (two or more ranks), in a canonical order."""
+        seen: dict[Group, None] = {tuple(sorted(node)): None for node in self.nodes if len(node) > 1}
+        for partition in self.partitions:
+            for group in partition:
+                if len(group) > 1:
+                    seen.setdefault(group, None)
+        return tuple(seen)
+
+    def groups_of(self, rank: int) -> tuple[Group, ...]:
+        """The groups containing ``rank`` in the order of :meth:`groups`, computed without listing them all."""
+        node, local = self.locate(rank)
+        seen: dict[Group, None] = {}
+        if self.ranks_per_node > 1:
+            seen[self.node_group(rank)] = None
+        for partition in self.across.partitions:
+            for node_group in partition:
+                if node in node_group and len(node_group) > 1:
+                    seen.setdefault(tuple(sorted(self.nodes[n][local] for n in node_group)), None)
+        return tuple(seen)
+
+    def _rails(self, node_partition: Partition) -> Partition:
+        return tuple(
+            sorted(
+                tuple(sorted(self.nodes[n][local] for n in node_group))
+                for node_group in node_partition
+                for local in range(self.ranks_per_node)
+            )
+        )
+
+
+def build_schedule(world: int, config: DSSyncConfig) -> Schedule | HierarchicalSchedule:
     """The schedule ``config`` describes for ``world`` ranks, validated (sizes, coverage, connectivity)."""
     if world < 1:
         raise ValueError(f"world size must be >= 1, got {world}")
@@ -115,6 +202,8 @@ def build_schedule(world: int, config: DSSyncConfig) -> Schedule:
             else _shuffled(world, _size(config), config.num_partitions, config.seed)
         )
         schedule = Schedule(world, "seeded-shuffle", config.seed, partitions)
+    elif config.schedule == "hierarchical":
+        return _hierarchical(world, config)
     else:
         if config.topology is None:
             raise DSSyncConfigError("dssync.schedule 'topology' needs dssync.topology")
@@ -122,6 +211,34 @@ def build_schedule(world: int, config: DSSyncConfig) -> Schedule:
         schedule = _topology(world, nodes, racks, _size(config), config.num_partitions, config.seed)
     _check_connected(schedule)
     return schedule
+
+
+def _hierarchical(world: int, config: DSSyncConfig) -> HierarchicalSchedule:
+    if config.topology is None:
+        raise DSSyncConfigError("dssync.schedule 'hierarchical' needs dssync.topology (ranks_per_node)")
+    nodes, _ = config.topology.resolve(world)
+    if len({len(node) for node in nodes}) > 1:
+        raise DSSyncConfigError(
+            "dssync.schedule 'hierarchical' needs the same number of ranks on every node, got "
+            f"{sorted({len(node) for node in nodes})}"
+        )
+    size = _size(config) if len(nodes) > 1 else 1
+    if size > len(nodes):
+        raise DSSyncConfigError(
+            f"dssync.group_size={size} (nodes per cross-node group under 'hierarchical') is larger than "
+            f"the {len(nodes)} nodes"
+        )
+    count = len(nodes)
+    power_of_two = not count & (count - 1) and not size & (size - 1)
+    node_config = DSSyncConfig(
+        group_size=size,
+        schedule="hypercube" if power_of_two else "seeded-shuffle",
+        seed=config.seed,
+        num_partitions=config.num_partitions,
+    )
+    across = build_schedule(count, node_config)
+    assert isinstance(across, Schedule)
+    return HierarchicalSchedule(world, config.seed, tuple(nodes), across)
 
 
 def _size(config: DSSyncConfig) -> int:
