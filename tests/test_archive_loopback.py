@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from hyper400k.download import fetch
 from hyper400k.manifest import ManifestEntry
 from hyper400k.presets import get_preset
+from hyper400k.stac import read_patch_index
 from hyper400k.synth import generate
 from pipelines.build import BuildConfig, build
 from pipelines.cli import app
@@ -133,6 +134,12 @@ def test_manifest_from_ids_builds_end_to_end(archive: tuple[Server, Path]) -> No
     # The missing product was asked for once per attempt and reported, not guessed elsewhere.
     assert server.requests_to("/jpl/avng/y20/ang20200814t201229rfl.tar.gz")
 
+    (index,) = out.rglob("patches.parquet")
+    rows = read_patch_index(index).to_pylist()
+    av3_rows = [r for r in rows if r["hyper400k:product"] == AV3]
+    assert av3_rows and {(r["hyper400k:flight_line"], r["hyper400k:segment"]) for r in av3_rows} == {
+        ("AV320250627t172850", "001")
+    }
     report = json.loads((out / "report" / "report.json").read_text())
     assert report["products_ok"] == 3 and report["products_failed"] >= 1
 
