@@ -6,7 +6,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TORCH  := torch==2.13.0
 DEEPSPEED := deepspeed==0.19.8
-DATA   ?= build/demo
+PRESET ?= demo
+DATA   ?= build/$(PRESET)
+MANIFEST ?= $(DATA)/manifest.yaml
 
 .PHONY: venv test lint build-dataset pretrain bench clean
 
@@ -31,8 +33,18 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check hyper400k specaware pipelines tests benchmarks
 
+# PRESET=demo (default): the built-in demo, no network. PRESET=hyper400k: the published list ->
+# manifest -> plan -> download + build, resumable (re-run to continue); Earthdata products need
+# $$EARTHDATA_TOKEN or a ~/.netrc entry for urs.earthdata.nasa.gov. MANIFEST_ARGS narrows the list
+# (e.g. MANIFEST_ARGS="--sensor aviris-ng --years 2019"); BUILD_ARGS goes to `hyper400k build`.
 build-dataset: $(STAMP)
+ifeq ($(PRESET),demo)
 	$(BIN)/hyper400k demo $(DATA)
+else
+	test -f $(MANIFEST) || $(BIN)/hyper400k manifest $(MANIFEST) --preset $(PRESET) $(MANIFEST_ARGS)
+	$(BIN)/hyper400k plan $(MANIFEST)
+	$(BIN)/hyper400k build $(MANIFEST) $(DATA)/build $(BUILD_ARGS)
+endif
 
 # A short `tiny` MAE pretraining on the demo corpus (CPU, a few minutes); builds the corpus first if needed.
 pretrain: $(STAMP)

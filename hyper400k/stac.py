@@ -216,11 +216,17 @@ def build_catalog(
 def _check_records(products: Sequence[ProductRecord], patches: Sequence[PatchRecord]) -> None:
     """Refuse inputs that would make an inconsistent catalog (duplicate ids, patch/product disagreement)."""
     by_id: dict[str, ProductRecord] = {}
+    line_split: dict[str, str] = {}  # every segment and level of a flight line share its split
     for record in products:
         if record.product_id in by_id:
             raise ValueError(f"duplicate product id {record.product_id!r}")
         if record.split not in SPLITS:
             raise ValueError(f"product {record.product_id}: split {record.split!r} not in {SPLITS}")
+        if line_split.setdefault(record.flight_line, record.split) != record.split:
+            raise ValueError(
+                f"product {record.product_id}: flight line {record.flight_line} is in both "
+                f"{line_split[record.flight_line]!r} and {record.split!r} (splits are by flight line)"
+            )
         by_id[record.product_id] = record
     keys: set[str] = set()
     for patch in patches:

@@ -223,6 +223,7 @@ def test_item_properties_assets_and_links(catalog: Path, products: list[ProductR
         assert props["processing:level"] == {"L1": "L1B", "L2": "L2A"}[meta["level"]]
         assert props["ml-aoi:split"] == STAC_SPLIT[record.split]
         assert props["hyper400k:flight_line"] == record.flight_line
+        assert props["hyper400k:segment"] == record.segment
         assert (props["hyper400k:tiles_kept"], props["hyper400k:tiles_dropped"]) == (3, 1)
         angles = meta["geometry"]
         if angles["solar_zenith"] is not None:
@@ -342,7 +343,15 @@ def test_inconsistent_records_are_refused(tmp_path: Path, products: list[Product
         build_catalog(tmp_path, products, [bad])
     with pytest.raises(ValueError, match="duplicate product id"):
         build_catalog(tmp_path, [products[0], products[0]], [])
+    first, second = products[0], products[1]
+    leaked = ProductRecord(**{**second.__dict__, "flight_line": first.flight_line, "split": other_split(first)})
+    with pytest.raises(ValueError, match="splits are by flight line"):
+        build_catalog(tmp_path, [first, leaked], [])
     assert list(tmp_path.iterdir()) == []
+
+
+def other_split(record: ProductRecord) -> str:
+    return next(s for s in SPLITS if s != record.split)
 
 
 def test_product_without_footprint(tmp_path: Path, products: list[ProductRecord], schemas: Path) -> None:
@@ -439,8 +448,11 @@ def test_patch_record_from_sample_meta() -> None:
         "datetime": "2017-03-23T20:22:44Z",
         "footprint": None,
         "qa": {"valid_fraction": 1.0},
+        "flight_line": "AV320231008t172522",
+        "segment": "005",
     }
     record = PatchRecord.from_sample_meta(meta, "shards/mix-000003.tar")
+    assert (record.flight_line, record.segment) == ("AV320231008t172522", "005")
     assert (record.key, record.product_id, record.split, record.col) == ("prod_r0_c256", "prod", "val", 256)
     assert record.shard == "shards/mix-000003.tar" and record.qa == {"valid_fraction": 1.0}
 
