@@ -18,6 +18,7 @@ import yaml
 
 from hyper400k.envi_header import EnviHeader
 from hyper400k.errors import ProductError
+from hyper400k.geo import parse_map_info
 from hyper400k.product import open_product
 
 CORPUS = Path(__file__).parent / "conformance"
@@ -49,6 +50,7 @@ def test_manifest_is_complete():
     assert names == {p.name for p in (CORPUS / "headers").glob("*.hdr")}
     for entry in ENTRIES:
         assert ("expect" in entry) != ("refuse" in entry), entry["header"]
+        assert {"sensor_family", "writer", "covers"} <= set(entry), entry["header"]
         repo, _, rest = entry["source"].partition("@")
         commit, _, path = rest.partition(":")
         assert "/" in repo and len(commit) == 40 and path.endswith(".hdr"), entry["source"]
@@ -81,4 +83,23 @@ def test_header_is_read_right_or_refused(entry, tmp_path):
     if "gsd_m" in expect:
         assert meta.gsd_m == pytest.approx(expect["gsd_m"], rel=1e-3)
     assert meta.nodata == expect.get("nodata")
+    if "datetime" in expect:
+        assert meta.datetime.strftime("%Y-%m-%dT%H:%M:%SZ") == expect["datetime"]
     assert np.isfinite(meta.wavelength_nm).all() and (meta.fwhm_nm > 0).all()
+
+
+GEOREFERENCED = [e for e in ENTRIES if "georef" in e or "georef_refuse" in e]
+
+
+@pytest.mark.parametrize("entry", GEOREFERENCED, ids=[e["header"] for e in GEOREFERENCED])
+def test_map_info_of_refused_headers(entry):
+    """Headers refused as products (no wavelengths, say) still test the georeferencing on its own."""
+    header = EnviHeader.read(CORPUS / "headers" / entry["header"])
+    if "georef_refuse" in entry:
+        with pytest.raises(ProductError, match=entry["georef_refuse"]):
+            parse_map_info(header)
+        return
+    georef = parse_map_info(header)
+    assert georef.crs == entry["georef"]["crs"]
+    np.testing.assert_allclose(georef.transform, entry["georef"]["transform"], rtol=1e-12, atol=1e-9)
+    assert georef.gsd_m == pytest.approx(entry["georef"]["gsd_m"], rel=1e-3)

@@ -48,6 +48,10 @@ def open_envi(
     header = EnviHeader.read(header_path)
     if (header.get("file type") or "").lower().startswith("envi spectral library"):
         raise UnsupportedProductError(header_path, "is an ENVI spectral library, not an image cube")
+    if (header.get("file compression") or "0").strip() not in ("", "0"):
+        raise UnsupportedProductError(
+            header_path, "compressed ENVI data ('file compression') cannot be memory-mapped"
+        )
     identity = resolve_identity(data_path, sensor_name, level, hint=header.get("description") or "")
     spec = sensor(identity.sensor)
     lines, samples, bands = header.shape
