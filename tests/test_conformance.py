@@ -30,10 +30,14 @@ def stage(entry: dict[str, Any], folder: Path) -> Path:
     header = folder / entry["header"]
     shutil.copyfile(CORPUS / "headers" / entry["header"], header)
     parsed = EnviHeader.read(header)
-    lines, samples, bands = parsed.shape
     data = folder / entry.get("data", header.stem)
+    try:
+        lines, samples, bands = parsed.shape
+        size = parsed.header_offset + lines * samples * bands * parsed.dtype.itemsize
+    except ProductError:  # a header that does not describe raw data (e.g. a TIFF's sidecar): an empty file
+        size = 0
     with data.open("wb") as fh:
-        fh.truncate(parsed.header_offset + lines * samples * bands * parsed.dtype.itemsize)
+        fh.truncate(size)
     return header
 
 
@@ -64,6 +68,9 @@ def test_header_is_read_right_or_refused(entry, tmp_path):
             open_product(header, **overrides(entry))
         assert str(header.parent) in str(info.value)
         return
+    if "refuse_without_options" in entry:
+        with pytest.raises(ProductError, match=entry["refuse_without_options"]):
+            open_product(header)
     expect = entry["expect"]
     with open_product(header, **overrides(entry)) as scene:
         meta = scene.meta

@@ -48,6 +48,11 @@ def open_envi(
     header = EnviHeader.read(header_path)
     if (header.get("file type") or "").lower().startswith("envi spectral library"):
         raise UnsupportedProductError(header_path, "is an ENVI spectral library, not an image cube")
+    file_type = (header.get("file type") or "ENVI Standard").strip()
+    if not file_type.lower().startswith("envi"):
+        raise UnsupportedProductError(
+            header_path, f"describes a '{file_type}' file, not raw ENVI data; open {data_path.name} itself"
+        )
     if (header.get("file compression") or "0").strip() not in ("", "0"):
         raise UnsupportedProductError(
             header_path, "compressed ENVI data ('file compression') cannot be memory-mapped"
@@ -138,7 +143,11 @@ def _band_scale(
         if factor != 1.0:
             return np.full(bands, 1.0 / factor), [f"reflectance = stored value / {factor:g}"]
     elif header.dtype.kind in "iu":
-        raise HeaderError(header.path, "integer radiance without a known gain; pass an explicit scale")
+        raise HeaderError(
+            header.path,
+            "integer values and nothing states their level or scale: pass --level L2 if they are reflectance "
+            "(divided by the 'reflectance scale factor'), or --scale for radiance",
+        )
     return None, []
 
 

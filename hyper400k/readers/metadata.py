@@ -57,7 +57,7 @@ def acquisition_time(
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     raise HeaderError(
         source,
-        "no acquisition time: the name follows no known sensor convention and the file states none; pass it explicitly",
+        "no acquisition time: the name follows no known sensor convention and the file states none; pass --datetime",
     )
 
 
