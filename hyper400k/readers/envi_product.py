@@ -88,7 +88,7 @@ def open_envi(
     geometry, utc_hours = Geometry(), None
     if companions.obs is not None:
         geometry, utc_hours = read_geometry(companions.obs)
-    acquired = acquisition_time(identity.datetime, when, header.get("acquisition time"), header_path)
+    acquired = acquisition_time(identity.datetime, when, _header_time(header), header_path)
     files = {"data": str(data_path), "header": str(header_path)}
     files |= {role: str(p) for role, p in (("loc", companions.loc), ("obs", companions.obs)) if p is not None}
     meta = SceneMeta(
@@ -115,6 +115,16 @@ def open_envi(
         notes=notes,
     )
     return EnviScene(meta, header, data_path, band_scale)
+
+
+def _header_time(header: EnviHeader) -> str | None:
+    """``acquisition time``, or HySpex's separate ``acquisition date`` + ``acquisition start time`` (UTC)."""
+    if header.has("acquisition time"):
+        return header.get("acquisition time")
+    date, start = header.get("acquisition date"), header.get("acquisition start time")
+    if date and start:
+        return f"{date.strip()}T{start.strip()}"
+    return date
 
 
 def _band_scale(
