@@ -38,9 +38,8 @@ def open_product(
 
 def is_product_file(path: Path) -> bool:
     """Whether a file in a folder is a product's main file (ENVI header, GeoTIFF or NetCDF), not a companion."""
-    from hyper400k.sensors import identify
+    from hyper400k.sensors import file_role
 
     if path.suffix.lower() not in (".hdr", *_OPENERS):
         return False
-    name = identify(path.with_suffix("") if path.suffix.lower() == ".hdr" else path)
-    return name is None or name.role == "data"
+    return file_role(path.with_suffix("") if path.suffix.lower() == ".hdr" else path) == "data"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from hyper400k.errors import HeaderError, UnsupportedProductError
 from hyper400k.scene import LEVELS, RADIANCE_UNITS, REFLECTANCE_UNITS
-from hyper400k.sensors import identify, sensor
+from hyper400k.sensors import file_role, identify, sensor
 
 _REFLECTANCE_HINT = re.compile(r"(^|[^a-z])(rfl|refl|reflectance|l2a?|boa)([^a-z]|$)", re.IGNORECASE)
 _DATA_SUFFIXES = {".img", ".dat", ".bin", ".raw", ".tif", ".tiff", ".nc", ".hdr"}
@@ -30,8 +30,9 @@ def resolve_identity(data_path: Path, sensor_name: str | None, level: str | None
     reflectance, else L1, unless the caller says otherwise.
     """
     name = identify(data_path)
-    if name is not None and name.role != "data":
-        raise UnsupportedProductError(data_path, f"is a '{name.role}' companion file, not an image product")
+    role = file_role(data_path)
+    if role != "data":
+        raise UnsupportedProductError(data_path, f"is a '{role}' companion file, not an image product")
     if sensor_name is not None:
         sensor(sensor_name)  # validates the name
     if level is not None and level not in LEVELS:
