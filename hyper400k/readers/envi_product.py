@@ -20,7 +20,13 @@ from hyper400k.errors import HeaderError, UnsupportedProductError
 from hyper400k.geo import footprint_from_lonlat, footprint_from_transform, gsd_from_lonlat, parse_map_info
 from hyper400k.readers.companions import find_companions, read_corners, read_geometry, with_time_of_day
 from hyper400k.readers.envi import EnviScene
-from hyper400k.readers.metadata import acquisition_time, product_id_of, resolve_identity, units_for
+from hyper400k.readers.metadata import (
+    acquisition_time,
+    product_id_of,
+    refuse_companion,
+    resolve_identity,
+    units_for,
+)
 from hyper400k.scene import Geometry, SceneMeta
 from hyper400k.sensors import aviris_classic, good_band_mask, identify, sensor
 
@@ -57,10 +63,11 @@ def open_envi(
         raise UnsupportedProductError(
             header_path, "compressed ENVI data ('file compression') cannot be memory-mapped"
         )
-    identity = resolve_identity(data_path, sensor_name, level, hint=header.get("description") or "")
-    spec = sensor(identity.sensor)
+    refuse_companion(data_path)
     lines, samples, bands = header.shape
     info = band_info_from_header(header, data_path)
+    identity = resolve_identity(data_path, sensor_name, level, hint=_level_hint(header))
+    spec = sensor(identity.sensor)
     check_band_centres(info.wavelength_nm, info.fwhm_nm, spec.spectrometer_joins_nm, header_path)
     band_scale, notes = _band_scale(header, data_path, identity.sensor, identity.level, scale)
     nodata = header.float_or_none("data ignore value")
@@ -115,6 +122,14 @@ def open_envi(
         notes=notes,
     )
     return EnviScene(meta, header, data_path, band_scale)
+
+
+def _level_hint(header: EnviHeader) -> str:
+    """Header text that may say radiance or reflectance: description, plot titles, a reflectance scale factor."""
+    texts = [header.get("description") or "", header.get("z plot titles") or ""]
+    if header.has("reflectance scale factor"):
+        texts.append("reflectance")
+    return " ".join(texts)
 
 
 def _header_time(header: EnviHeader) -> str | None:
