@@ -9,6 +9,7 @@ A manifest is a YAML or JSON file holding either a list of entries or a mapping 
         sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08  # optional
         size: 123456789                                        # optional, bytes
         extract: ["*_rdn_v2*", "*_obs_ort*"]                   # optional, tarballs only
+        overrides: {level: L1, datetime: 2023-11-10T07:15:21Z} # optional, see hyper400k.overrides
 
 Errors are raised while loading, naming the file and the entry index, so that a bad manifest
 fails before any byte is downloaded.
@@ -26,9 +27,12 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 
+from hyper400k.errors import ProductError
+from hyper400k.overrides import Overrides, parse_overrides
+
 TARBALL_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 _REMOTE_SCHEMES = frozenset({"http", "https"})
-_KNOWN_KEYS = frozenset({"url", "name", "sha256", "size", "extract"})
+_KNOWN_KEYS = frozenset({"url", "name", "sha256", "size", "extract", "overrides"})
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -60,6 +64,7 @@ class ManifestEntry:
     sha256: str | None = None
     size: int | None = None
     extract: tuple[str, ...] = ()
+    overrides: Overrides | None = None  # written beside each downloaded product as its sidecar
 
     @property
     def is_remote(self) -> bool:
@@ -119,6 +124,7 @@ def _parse_entry(raw: Any, path: Path, index: int) -> ManifestEntry:
         sha256=_parse_sha256(raw.get("sha256"), fail),
         size=_parse_size(raw.get("size"), fail),
         extract=_parse_extract(raw.get("extract"), fail),
+        overrides=_parse_entry_overrides(raw.get("overrides"), path, fail),
     )
     if entry.extract and not entry.is_tarball:
         raise fail(f"'extract' given but {name!r} is not a tarball ({', '.join(TARBALL_SUFFIXES)})")
@@ -175,6 +181,16 @@ def _parse_extract(value: Any, fail: _Fail) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(p, str) and p for p in value):
         raise fail(f"'extract' must be a list of glob patterns, got {value!r}")
     return tuple(value)
+
+
+def _parse_entry_overrides(value: Any, path: Path, fail: _Fail) -> Overrides | None:
+    """Accept the product overrides of :mod:`hyper400k.overrides` (companions named by file name)."""
+    if value is None:
+        return None
+    try:
+        return parse_overrides(value, path, Path())
+    except ProductError as exc:
+        raise fail(exc.problem) from exc
 
 
 def _check_unique(entries: list[ManifestEntry], path: Path) -> None:

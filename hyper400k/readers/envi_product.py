@@ -18,7 +18,13 @@ from hyper400k.bands import band_info_from_header, check_band_centres
 from hyper400k.envi_header import EnviHeader, find_data_file, find_header
 from hyper400k.errors import HeaderError, UnsupportedProductError
 from hyper400k.geo import footprint_from_lonlat, footprint_from_transform, gsd_from_lonlat, parse_map_info
-from hyper400k.readers.companions import find_companions, read_corners, read_geometry, with_time_of_day
+from hyper400k.readers.companions import (
+    Companions,
+    find_companions,
+    read_corners,
+    read_geometry,
+    with_time_of_day,
+)
 from hyper400k.readers.envi import EnviScene
 from hyper400k.readers.metadata import (
     acquisition_time,
@@ -49,7 +55,9 @@ def open_envi(
     level: str | None = None,
     scale: float | None = None,
     when: datetime | None = None,
+    companions: dict[str, Path] | None = None,
 ) -> EnviScene:
+    """``companions`` (role -> data file or header) replace the ones found by name, for foreign products."""
     header_path, data_path = resolve_paths(path)
     header = EnviHeader.read(header_path)
     if (header.get("file type") or "").lower().startswith("envi spectral library"):
@@ -78,7 +86,11 @@ def open_envi(
             "header 'correction factors' were applied by the JPL processor; recorded, not re-applied"
         )
 
-    companions = find_companions(data_path, lines, samples)
+    companions = (
+        Companions(**{role: _companion_header(companions.get(role)) for role in ("loc", "obs")})
+        if companions
+        else find_companions(data_path, lines, samples)
+    )
     georef = parse_map_info(header)
     crs, transform, footprint, gsd = None, None, None, None
     if georef is not None:
@@ -124,6 +136,13 @@ def open_envi(
     return EnviScene(meta, header, data_path, band_scale)
 
 
+def _companion_header(path: Path | None) -> Path | None:
+    """The header of a companion named by its data file or its header."""
+    if path is None:
+        return None
+    return path if path.suffix.lower() == ".hdr" else find_header(path)
+
+
 def _level_hint(header: EnviHeader) -> str:
     """Header text that may say radiance or reflectance: description, plot titles, a reflectance scale factor."""
     texts = [header.get("description") or "", header.get("z plot titles") or ""]
@@ -161,7 +180,12 @@ def _band_scale(
         ]
     if level == "L2":
         factor = header.float_or_none("reflectance scale factor")
-        if factor is None:
+        if factor is None and header.dtype.kind in "iu" and sensor_name == "other":
+            raise HeaderError(
+                header.path,
+                "integer reflectance and no 'reflectance scale factor': pass --scale (e.g. 0.0001 for x10000)",
+            )
+        if factor is None:  # JPL's integer reflectance is documented as x10000
             factor = DEFAULT_REFLECTANCE_SCALE if header.dtype.kind in "iu" else 1.0
         if factor <= 0:
             raise HeaderError(header.path, f"'reflectance scale factor' must be positive, not {factor}")
