@@ -47,18 +47,22 @@ def unit_factor(units: str | None, values: np.ndarray, source: str | Path) -> fl
 
 
 def wavelengths_from_band_names(names: list[str]) -> tuple[np.ndarray, str | None] | None:
-    """Band centres embedded in band names, e.g. ``band 1 (418.24 Nanometers)`` or ``B012 0.4425um``."""
+    """Band centres embedded in band names, e.g. ``band 1 (418.24 Nanometers)`` or ``B012 0.4425um``.
+
+    A name's last number is its wavelength only when a unit names it or it has decimals: ``Band 12`` or
+    ``TM Band 1`` are band numbers, and reading them as wavelengths would invent a spectrum.
+    """
     values, unit = [], None
     for name in names:
         numbers = _NUMBER.findall(name)
-        if not numbers:
+        lowered = name.lower()
+        named_unit = next(
+            (c for c in ("nanometers", "micrometers", "microns", "nm", "um", "µm") if c in lowered), None
+        )
+        if not numbers or (named_unit is None and "." not in numbers[-1]):
             return None
         values.append(float(numbers[-1]))
-        lowered = name.lower()
-        for candidate in ("nanometers", "micrometers", "microns", "nm", "um", "µm"):
-            if candidate in lowered:
-                unit = candidate
-                break
+        unit = named_unit or unit
     return np.array(values, dtype=np.float64), unit
 
 

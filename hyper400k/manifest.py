@@ -11,6 +11,7 @@ A manifest is a YAML or JSON file holding either a list of entries or a mapping 
         extract: ["*_rdn_v2*", "*_obs_ort*"]                   # optional, tarballs only
         product: ang20190101t000000_rdn_v2x1_img               # optional: the product this entry holds
         auth: none                                             # optional: none or earthdata
+        overrides: {level: L1, datetime: 2023-11-10T07:15:21Z} # optional, see hyper400k.overrides
 
 A mapping may also carry an ``unavailable`` list (products with no derivable download, and why), which
 ``hyper400k manifest`` writes for the record and the download ignores.
@@ -31,9 +32,12 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 
+from hyper400k.errors import ProductError
+from hyper400k.overrides import Overrides, parse_overrides
+
 TARBALL_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 _REMOTE_SCHEMES = frozenset({"http", "https"})
-_KNOWN_KEYS = frozenset({"url", "name", "sha256", "size", "extract", "product", "auth"})
+_KNOWN_KEYS = frozenset({"url", "name", "sha256", "size", "extract", "product", "auth", "overrides"})
 AUTH_KINDS = ("none", "earthdata")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -68,6 +72,7 @@ class ManifestEntry:
     extract: tuple[str, ...] = ()
     product: str | None = None  # the product identifier the download holds (a tarball must contain it)
     auth: str = "none"  # "earthdata": needs a NASA Earthdata token or netrc login
+    overrides: Overrides | None = None  # written beside each downloaded product as its sidecar
 
     @property
     def is_remote(self) -> bool:
@@ -129,6 +134,7 @@ def _parse_entry(raw: Any, path: Path, index: int) -> ManifestEntry:
         extract=_parse_extract(raw.get("extract"), fail),
         product=_parse_product(raw.get("product"), fail),
         auth=_parse_auth(raw.get("auth"), fail),
+        overrides=_parse_entry_overrides(raw.get("overrides"), path, fail),
     )
     if entry.extract and not entry.is_tarball:
         raise fail(f"'extract' given but {name!r} is not a tarball ({', '.join(TARBALL_SUFFIXES)})")
@@ -203,6 +209,14 @@ def _parse_auth(value: Any, fail: _Fail) -> str:
     if value not in AUTH_KINDS:
         raise fail(f"'auth' must be one of {', '.join(AUTH_KINDS)}, got {value!r}")
     return value
+def _parse_entry_overrides(value: Any, path: Path, fail: _Fail) -> Overrides | None:
+    """Accept the product overrides of :mod:`hyper400k.overrides` (companions named by file name)."""
+    if value is None:
+        return None
+    try:
+        return parse_overrides(value, path, Path())
+    except ProductError as exc:
+        raise fail(exc.problem) from exc
 
 
 def _check_unique(entries: list[ManifestEntry], path: Path) -> None:

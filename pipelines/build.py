@@ -19,14 +19,16 @@ from typing import Any
 from dask.distributed import Client, LocalCluster, as_completed
 from tqdm import tqdm
 
+from hyper400k.discovery import list_input
 from hyper400k.download import fetch_all
 from hyper400k.envi_header import find_data_file
 from hyper400k.errors import ProductError
 from hyper400k.manifest import load_manifest
+from hyper400k.overrides import write_sidecar
 from hyper400k.presets import Preset
 from hyper400k.product import is_product_file
 from hyper400k.readers.metadata import product_id_of
-from hyper400k.sensors import identify
+from hyper400k.sensors import file_role, identify
 from hyper400k.splits import split_flight_lines
 from pipelines.catalog import write_catalog
 from pipelines.pack import pack_shards
@@ -60,6 +62,7 @@ class BuildResult:
     failures: list[dict[str, Any]]
     report_path: Path
     catalog_path: Path | None
+    ignored: list[dict[str, str]] = field(default_factory=list)  # files under INPUT that are no product
 
     @property
     def ok(self) -> bool:
@@ -68,15 +71,13 @@ class BuildResult:
 
 def discover(
     input_path: Path, download_dir: Path, progress: bool
-) -> tuple[list[Path], list[dict[str, Any]], dict[Path, str]]:
-    """Product files under a folder, or fetched from a manifest; failures (downloads that failed); and the URL
-    every downloaded file came from (provenance for the STAC items)."""
+) -> tuple[list[Path], list[dict[str, Any]], dict[Path, str], list[dict[str, str]]]:
+    """Product files under a folder, or fetched from a manifest; failures (unreadable files and folders, data
+    without a header, downloads that failed); the URL every downloaded file came from (provenance for the STAC
+    items); and the files under a folder that are no product, with the reason (:mod:`hyper400k.discovery`)."""
     if input_path.is_dir():
-        return (
-            sorted(p.resolve() for p in input_path.rglob("*") if p.is_file() and is_product_file(p)),
-            [],
-            {},
-        )
+        listing = list_input(input_path)
+        return listing.products, listing.failures, {}, listing.ignored
     entries = load_manifest(input_path)
     results = fetch_all(entries, download_dir, progress=progress)
     failures = [
@@ -89,7 +90,9 @@ def discover(
         if result.ok:
             for path in result.extracted or (result.path,):
                 sources[path.resolve()] = result.entry.url
-    return sorted(p for p in sources if is_product_file(p)), failures, sources
+                if result.entry.overrides and file_role(path) == "data":  # the data file or its header
+                    write_sidecar(path, result.entry.overrides)
+    return sorted(p for p in sources if is_product_file(p)), failures, sources, []
 
 
 def plan_jobs(
@@ -203,7 +206,7 @@ def build(config: BuildConfig, on_stage: Callable[[str], None] | None = None) ->
     stage = on_stage or (lambda message: log.info(message))
     config.output.mkdir(parents=True, exist_ok=True)
     stage("discovering products")
-    paths, failures, sources = discover(config.input, config.output / "downloads", config.progress)
+    paths, failures, sources, ignored = discover(config.input, config.output / "downloads", config.progress)
     jobs, refused = plan_jobs(paths, config, sources)
     failures += refused
     stage(f"tiling {len(jobs)} products")
@@ -216,8 +219,8 @@ def build(config: BuildConfig, on_stage: Callable[[str], None] | None = None) ->
     stage("writing the STAC catalog")
     catalog_path = write_catalog(config.output, records, shard_index) if records else None
     stage("writing the report")
-    report_path = write_report(config.output, records, failures, shard_index)
-    return BuildResult(records, failures, report_path, catalog_path)
+    report_path = write_report(config.output, records, failures, shard_index, ignored)
+    return BuildResult(records, failures, report_path, catalog_path, ignored)
 
 
 def _record_failures(output: Path, failures: list[dict[str, Any]]) -> None:

@@ -165,6 +165,10 @@ def build(
     console.print(
         f"{len(result.records)} products, {samples} samples -> {output}; report: {result.report_path}"
     )
+    if result.ignored:
+        typer.echo(
+            f"ignored: {len(result.ignored)} file(s) under the input that are not products (reasons in the report)"
+        )
     if not result.ok:
         for failure in result.failures:
             typer.echo(f"failed: {failure['product_id']}: {failure['reason'].splitlines()[0]}", err=True)

@@ -23,7 +23,10 @@ MAX_QUICKLOOKS = 12
 
 
 def summarise(
-    records: list[dict[str, Any]], failures: list[dict[str, Any]], shard_index: dict[str, Any]
+    records: list[dict[str, Any]],
+    failures: list[dict[str, Any]],
+    shard_index: dict[str, Any],
+    ignored: list[dict[str, str]] = (),
 ) -> dict[str, Any]:
     groups: dict[str, dict[str, Any]] = {}
     for record in records:
@@ -52,16 +55,21 @@ def summarise(
         "shards": len(shard_index.get("shards", [])),
         "shard_bytes": shard_index.get("total_bytes", 0),
         "failures": [{k: f.get(k) for k in ("product_id", "path", "reason")} for f in failures],
+        "ignored": [dict(i) for i in ignored],
     }
 
 
 def write_report(
-    output: Path, records: list[dict[str, Any]], failures: list[dict[str, Any]], shard_index: dict[str, Any]
+    output: Path,
+    records: list[dict[str, Any]],
+    failures: list[dict[str, Any]],
+    shard_index: dict[str, Any],
+    ignored: list[dict[str, str]] = (),
 ) -> Path:
     """Write ``report/report.json``, ``report/report.md`` and the figures; return the Markdown path."""
     folder = output / "report"
     folder.mkdir(parents=True, exist_ok=True)
-    summary = summarise(records, failures, shard_index)
+    summary = summarise(records, failures, shard_index, ignored)
     figures = [_histograms(folder, records)] if records else []
     quicklooks = _copy_quicklooks(folder, output, records)
     _atomic_write(folder / "report.json", json.dumps(summary, indent=2, allow_nan=False))
@@ -93,6 +101,9 @@ def _markdown(summary: dict[str, Any], figures: list[str], quicklooks: list[str]
         lines += [
             f"- `{f['product_id']}` ({f['path']}): {f['reason'].splitlines()[0]}" for f in summary["failures"]
         ]
+    if summary["ignored"]:
+        lines += ["", "## Files under the input that are not products (ignored)", ""]
+        lines += [f"- `{i['path']}`: {i['reason']}" for i in summary["ignored"]]
     if figures:
         lines += [
             "",

@@ -18,6 +18,7 @@ import yaml
 
 from hyper400k.envi_header import EnviHeader
 from hyper400k.errors import ProductError
+from hyper400k.geo import parse_map_info
 from hyper400k.product import open_product
 
 CORPUS = Path(__file__).parent / "conformance"
@@ -29,10 +30,14 @@ def stage(entry: dict[str, Any], folder: Path) -> Path:
     header = folder / entry["header"]
     shutil.copyfile(CORPUS / "headers" / entry["header"], header)
     parsed = EnviHeader.read(header)
-    lines, samples, bands = parsed.shape
     data = folder / entry.get("data", header.stem)
+    try:
+        lines, samples, bands = parsed.shape
+        size = parsed.header_offset + lines * samples * bands * parsed.dtype.itemsize
+    except ProductError:  # a header that does not describe raw data (e.g. a TIFF's sidecar): an empty file
+        size = 0
     with data.open("wb") as fh:
-        fh.truncate(parsed.header_offset + lines * samples * bands * parsed.dtype.itemsize)
+        fh.truncate(size)
     return header
 
 
@@ -49,6 +54,7 @@ def test_manifest_is_complete():
     assert names == {p.name for p in (CORPUS / "headers").glob("*.hdr")}
     for entry in ENTRIES:
         assert ("expect" in entry) != ("refuse" in entry), entry["header"]
+        assert {"sensor_family", "writer", "covers"} <= set(entry), entry["header"]
         repo, _, rest = entry["source"].partition("@")
         commit, _, path = rest.partition(":")
         assert "/" in repo and len(commit) == 40 and path.endswith(".hdr"), entry["source"]
@@ -62,6 +68,9 @@ def test_header_is_read_right_or_refused(entry, tmp_path):
             open_product(header, **overrides(entry))
         assert str(header.parent) in str(info.value)
         return
+    if "refuse_without_options" in entry:
+        with pytest.raises(ProductError, match=entry["refuse_without_options"]):
+            open_product(header)
     expect = entry["expect"]
     with open_product(header, **overrides(entry)) as scene:
         meta = scene.meta
@@ -81,4 +90,23 @@ def test_header_is_read_right_or_refused(entry, tmp_path):
     if "gsd_m" in expect:
         assert meta.gsd_m == pytest.approx(expect["gsd_m"], rel=1e-3)
     assert meta.nodata == expect.get("nodata")
+    if "datetime" in expect:
+        assert meta.datetime.strftime("%Y-%m-%dT%H:%M:%SZ") == expect["datetime"]
     assert np.isfinite(meta.wavelength_nm).all() and (meta.fwhm_nm > 0).all()
+
+
+GEOREFERENCED = [e for e in ENTRIES if "georef" in e or "georef_refuse" in e]
+
+
+@pytest.mark.parametrize("entry", GEOREFERENCED, ids=[e["header"] for e in GEOREFERENCED])
+def test_map_info_of_refused_headers(entry):
+    """Headers refused as products (no wavelengths, say) still test the georeferencing on its own."""
+    header = EnviHeader.read(CORPUS / "headers" / entry["header"])
+    if "georef_refuse" in entry:
+        with pytest.raises(ProductError, match=entry["georef_refuse"]):
+            parse_map_info(header)
+        return
+    georef = parse_map_info(header)
+    assert georef.crs == entry["georef"]["crs"]
+    np.testing.assert_allclose(georef.transform, entry["georef"]["transform"], rtol=1e-12, atol=1e-9)
+    assert georef.gsd_m == pytest.approx(entry["georef"]["gsd_m"], rel=1e-3)

@@ -18,9 +18,21 @@ from hyper400k.bands import band_info_from_header, check_band_centres
 from hyper400k.envi_header import EnviHeader, find_data_file, find_header
 from hyper400k.errors import HeaderError, UnsupportedProductError
 from hyper400k.geo import footprint_from_lonlat, footprint_from_transform, gsd_from_lonlat, parse_map_info
-from hyper400k.readers.companions import find_companions, read_corners, read_geometry, with_time_of_day
+from hyper400k.readers.companions import (
+    Companions,
+    find_companions,
+    read_corners,
+    read_geometry,
+    with_time_of_day,
+)
 from hyper400k.readers.envi import EnviScene
-from hyper400k.readers.metadata import acquisition_time, product_id_of, resolve_identity, units_for
+from hyper400k.readers.metadata import (
+    acquisition_time,
+    product_id_of,
+    refuse_companion,
+    resolve_identity,
+    units_for,
+)
 from hyper400k.scene import Geometry, SceneMeta
 from hyper400k.sensors import aviris_classic, good_band_mask, identify, sensor
 
@@ -43,15 +55,27 @@ def open_envi(
     level: str | None = None,
     scale: float | None = None,
     when: datetime | None = None,
+    companions: dict[str, Path] | None = None,
 ) -> EnviScene:
+    """``companions`` (role -> data file or header) replace the ones found by name, for foreign products."""
     header_path, data_path = resolve_paths(path)
     header = EnviHeader.read(header_path)
     if (header.get("file type") or "").lower().startswith("envi spectral library"):
         raise UnsupportedProductError(header_path, "is an ENVI spectral library, not an image cube")
-    identity = resolve_identity(data_path, sensor_name, level, hint=header.get("description") or "")
-    spec = sensor(identity.sensor)
+    file_type = (header.get("file type") or "ENVI Standard").strip()
+    if not file_type.lower().startswith("envi"):
+        raise UnsupportedProductError(
+            header_path, f"describes a '{file_type}' file, not raw ENVI data; open {data_path.name} itself"
+        )
+    if (header.get("file compression") or "0").strip() not in ("", "0"):
+        raise UnsupportedProductError(
+            header_path, "compressed ENVI data ('file compression') cannot be memory-mapped"
+        )
+    refuse_companion(data_path)
     lines, samples, bands = header.shape
     info = band_info_from_header(header, data_path)
+    identity = resolve_identity(data_path, sensor_name, level, hint=_level_hint(header))
+    spec = sensor(identity.sensor)
     check_band_centres(info.wavelength_nm, info.fwhm_nm, spec.spectrometer_joins_nm, header_path)
     band_scale, notes = _band_scale(header, data_path, identity.sensor, identity.level, scale)
     nodata = header.float_or_none("data ignore value")
@@ -62,7 +86,11 @@ def open_envi(
             "header 'correction factors' were applied by the JPL processor; recorded, not re-applied"
         )
 
-    companions = find_companions(data_path, lines, samples)
+    companions = (
+        Companions(**{role: _companion_header(companions.get(role)) for role in ("loc", "obs")})
+        if companions
+        else find_companions(data_path, lines, samples)
+    )
     georef = parse_map_info(header)
     crs, transform, footprint, gsd = None, None, None, None
     if georef is not None:
@@ -79,7 +107,7 @@ def open_envi(
     geometry, utc_hours = Geometry(), None
     if companions.obs is not None:
         geometry, utc_hours = read_geometry(companions.obs)
-    acquired = acquisition_time(identity.datetime, when, header.get("acquisition time"), header_path)
+    acquired = acquisition_time(identity.datetime, when, _header_time(header), header_path)
     files = {"data": str(data_path), "header": str(header_path)}
     files |= {role: str(p) for role, p in (("loc", companions.loc), ("obs", companions.obs)) if p is not None}
     meta = SceneMeta(
@@ -108,6 +136,31 @@ def open_envi(
     return EnviScene(meta, header, data_path, band_scale)
 
 
+def _companion_header(path: Path | None) -> Path | None:
+    """The header of a companion named by its data file or its header."""
+    if path is None:
+        return None
+    return path if path.suffix.lower() == ".hdr" else find_header(path)
+
+
+def _level_hint(header: EnviHeader) -> str:
+    """Header text that may say radiance or reflectance: description, plot titles, a reflectance scale factor."""
+    texts = [header.get("description") or "", header.get("z plot titles") or ""]
+    if header.has("reflectance scale factor"):
+        texts.append("reflectance")
+    return " ".join(texts)
+
+
+def _header_time(header: EnviHeader) -> str | None:
+    """``acquisition time``, or HySpex's separate ``acquisition date`` + ``acquisition start time`` (UTC)."""
+    if header.has("acquisition time"):
+        return header.get("acquisition time")
+    date, start = header.get("acquisition date"), header.get("acquisition start time")
+    if date and start:
+        return f"{date.strip()}T{start.strip()}"
+    return date
+
+
 def _band_scale(
     header: EnviHeader, data_path: Path, sensor_name: str, level: str, scale: float | None
 ) -> tuple[np.ndarray | None, list[str]]:
@@ -127,14 +180,23 @@ def _band_scale(
         ]
     if level == "L2":
         factor = header.float_or_none("reflectance scale factor")
-        if factor is None:
+        if factor is None and header.dtype.kind in "iu" and sensor_name == "other":
+            raise HeaderError(
+                header.path,
+                "integer reflectance and no 'reflectance scale factor': pass --scale (e.g. 0.0001 for x10000)",
+            )
+        if factor is None:  # JPL's integer reflectance is documented as x10000
             factor = DEFAULT_REFLECTANCE_SCALE if header.dtype.kind in "iu" else 1.0
         if factor <= 0:
             raise HeaderError(header.path, f"'reflectance scale factor' must be positive, not {factor}")
         if factor != 1.0:
             return np.full(bands, 1.0 / factor), [f"reflectance = stored value / {factor:g}"]
     elif header.dtype.kind in "iu":
-        raise HeaderError(header.path, "integer radiance without a known gain; pass an explicit scale")
+        raise HeaderError(
+            header.path,
+            "integer values and nothing states their level or scale: pass --level L2 if they are reflectance "
+            "(divided by the 'reflectance scale factor'), or --scale for radiance",
+        )
     return None, []
 
 

@@ -72,6 +72,7 @@ def open_geotiff(
         footprint = footprint_from_transform(crs, transform, dataset.height, dataset.width) if crs else None
         gsd = float(np.hypot(transform[0], transform[3])) if transform else None
         file_tags = dataset.tags()
+        scale, scale_note = _scale(path, dataset, scale)
         meta = SceneMeta(
             sensor=identity.sensor,
             level=identity.level,
@@ -97,9 +98,28 @@ def open_geotiff(
             footprint=footprint,
             files={"data": str(path)},
             fwhm_source=fwhm_source,
-            notes=[] if scale is None else [f"values multiplied by {scale} as requested"],
+            notes=[scale_note] if scale_note else [],
         )
     return RasterioScene(meta, path, scale)
+
+
+def _scale(
+    path: Path, dataset: rasterio.DatasetReader, requested: float | None
+) -> tuple[float | None, str | None]:
+    """The multiplier to physical units: the caller's, else GDAL's band scale; integers with neither are refused."""
+    if requested is not None:
+        return requested, f"values multiplied by {requested} as requested"
+    scales, offsets = set(dataset.scales), set(dataset.offsets)
+    if offsets - {0.0} or len(scales) > 1:
+        raise HeaderError(path, "per-band scales or offsets are not supported: pass --scale")
+    stated = scales.pop() if scales else 1.0
+    if stated != 1.0:
+        return stated, f"values multiplied by the raster's scale {stated:g}"
+    if np.dtype(dataset.dtypes[0]).kind in "iu":
+        raise HeaderError(
+            path, "integer values and nothing states their scale: pass --scale (e.g. 0.0001 for x10000)"
+        )
+    return None, None
 
 
 def _band_metadata(

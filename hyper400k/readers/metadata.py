@@ -9,9 +9,10 @@ from pathlib import Path
 
 from hyper400k.errors import HeaderError, UnsupportedProductError
 from hyper400k.scene import LEVELS, RADIANCE_UNITS, REFLECTANCE_UNITS
-from hyper400k.sensors import identify, sensor
+from hyper400k.sensors import file_role, identify, sensor
 
 _REFLECTANCE_HINT = re.compile(r"(^|[^a-z])(rfl|refl|reflectance|l2a?|boa)([^a-z]|$)", re.IGNORECASE)
+_RADIANCE_HINT = re.compile(r"(^|[^a-z])(rdn|rad|radiance|l1[a-c]?|toa)([^a-z]|$)", re.IGNORECASE)
 _DATA_SUFFIXES = {".img", ".dat", ".bin", ".raw", ".tif", ".tiff", ".nc", ".hdr"}
 
 
@@ -26,20 +27,41 @@ class Identity:
 def resolve_identity(data_path: Path, sensor_name: str | None, level: str | None, hint: str = "") -> Identity:
     """Sensor, level, version and time from the name, overridable by the caller.
 
-    Names no sensor claims are sensor ``other``; their level is L2 when the name or ``hint`` says
-    reflectance, else L1, unless the caller says otherwise.
+    Names no sensor claims are sensor ``other``; their level is what the caller says, else what the name
+    or ``hint`` (header text) says: reflectance (``rfl``, ``L2A``, ...) or radiance (``rdn``, ``L1B``, ...).
+    When nothing says, or both do, the product is refused rather than guessed.
     """
+    refuse_companion(data_path)
     name = identify(data_path)
-    if name is not None and name.role != "data":
-        raise UnsupportedProductError(data_path, f"is a '{name.role}' companion file, not an image product")
     if sensor_name is not None:
         sensor(sensor_name)  # validates the name
     if level is not None and level not in LEVELS:
         raise ValueError(f"level must be one of {LEVELS}, not {level!r}")
     if name is None:
-        guessed = "L2" if _REFLECTANCE_HINT.search(data_path.name) or _REFLECTANCE_HINT.search(hint) else "L1"
-        return Identity(sensor_name or "other", level or guessed, None, None)
+        stated = level or _stated_level(data_path.name, hint)
+        if stated is None:
+            raise HeaderError(
+                data_path,
+                "nothing states whether it holds radiance or reflectance: pass --level L1 or --level L2",
+            )
+        return Identity(sensor_name or "other", stated, None, None)
     return Identity(sensor_name or name.sensor, level or name.level, name.version, name.datetime)
+
+
+def refuse_companion(data_path: Path) -> None:
+    """Refuse a ``loc``/``obs``/``glt``/``igm`` companion given where an image product is expected."""
+    role = file_role(data_path)
+    if role != "data":
+        raise UnsupportedProductError(data_path, f"is a '{role}' companion file, not an image product")
+
+
+def _stated_level(*texts: str) -> str | None:
+    """L2 or L1 when the texts name reflectance or radiance (and not both), else None."""
+    reflectance = any(_REFLECTANCE_HINT.search(t) for t in texts)
+    radiance = any(_RADIANCE_HINT.search(t) for t in texts)
+    if reflectance == radiance:
+        return None
+    return "L2" if reflectance else "L1"
 
 
 def acquisition_time(
@@ -57,7 +79,7 @@ def acquisition_time(
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     raise HeaderError(
         source,
-        "no acquisition time: the name follows no known sensor convention and the file states none; pass it explicitly",
+        "no acquisition time: the name follows no known sensor convention and the file states none; pass --datetime",
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from hyper400k.sensors import aviris3, aviris_classic, aviris_ng
@@ -40,6 +41,24 @@ def sensor(name: str) -> SensorSpec:
         raise ValueError(f"unknown sensor {name!r}; known: {', '.join([*REGISTRY, OTHER.name])}") from None
 
 
+# Companion files of any imaging spectrometer's flight line follow JPL's convention (``<line>_loc…``,
+# ``<line>_obs_ort…``, ``…_glt``, ``…_igm``), whether or not a sensor here claims the line's name.
+_COMPANION_TOKEN = re.compile(r"_(loc|obs|glt|igm)(?=_|\.|$)", re.IGNORECASE)
+
+
+def file_role(path: str | Path) -> str:
+    """``data`` for an image product, else the companion kind (``loc``, ``obs``, ``glt``, ``igm``).
+
+    Names no sensor claims are judged by the companion token alone, so a foreign product's
+    ``prm…_loc…`` beside its ``prm…_rdn…`` is a companion, not a second product.
+    """
+    found = identify(path)
+    if found is not None:
+        return found.role
+    token = _COMPANION_TOKEN.search(Path(path).name)
+    return token.group(1).lower() if token else "data"
+
+
 def identify(path: str | Path) -> ProductName | None:
     """What the file name says about a product, or None for names no sensor claims."""
     name = Path(path).name
@@ -57,6 +76,7 @@ __all__ = [
     "WATER_VAPOUR_WINDOWS_NM",
     "ProductName",
     "SensorSpec",
+    "file_role",
     "good_band_mask",
     "identify",
     "sensor",
