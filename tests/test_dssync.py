@@ -551,6 +551,70 @@ def _step_collectives_worker(header: str) -> dict[str, Any]:
     return result
 
 
+def _resume_worker(header: str, checkpoint_dir: str, export_dir: str) -> dict[str, Any]:
+    """8 steps straight vs 4 steps, checkpoint, a fresh engine resumed from it, 4 more; fp32 and bf16."""
+    from specaware.dssync import attach_dssync
+    from specaware.dssync.demo import load_spectra, make_engine, train
+
+    _quiet_deepspeed()
+    spectra = load_spectra(Path(header))
+    rank, world = dist.get_rank(), dist.get_world_size()
+    settings = {"micro_batch": 8, "measure_every": 0}
+    dssync = {"enabled": True, "group_size": 2, "disagreement_every": 0}
+    result: dict[str, Any] = {}
+    for precision, bf16 in (("fp32", False), ("bf16", True)):
+        folder = str(Path(checkpoint_dir) / precision)
+
+        def engine(bf16: bool = bf16) -> Any:
+            made = make_engine(spectra.shape[1], lr=3e-3, micro_batch=8, bf16=bf16, clipping=1.0)
+            attach_dssync(made, dssync)
+            return made
+
+        straight = engine()
+        train(straight, spectra, steps=4, **settings)
+        straight.save_checkpoint(folder, tag="step4")
+        train(straight, spectra, steps=8, start_step=4, **settings)
+
+        resumed = engine()
+        resumed.load_checkpoint(folder)
+        train(resumed, spectra, steps=8, start_step=4, **settings)
+        a, b = straight.dssync_hook, resumed.dssync_hook
+        moments = straight.optimizer.state_dict()
+        moments = moments.get("optimizer_state_dict", moments)["state"][0]["exp_avg"].reshape(-1)
+        spread = moments.clone()
+        dist.all_reduce(spread, op=dist.ReduceOp.MAX)
+        result[precision] = {
+            "equal": all(
+                torch.equal(x, y) for x, y in zip(a.replica.averaged, b.replica.averaged, strict=True)
+            ),
+            "model_equal": all(
+                torch.equal(x, y)
+                for x, y in zip(
+                    straight.module.state_dict().values(), resumed.module.state_dict().values(), strict=True
+                )
+            ),
+            "steps": (a.step, b.step),
+            "moments_differ_between_ranks": not torch.equal(spread, moments),
+            "rank_file": (Path(folder) / "step4" / f"dssync_rank{rank:05d}.pt").is_file(),
+        }
+
+    # save_16bit_model writes the consensus (bf16 of the mean of the fp32 masters), not rank 0's replica.
+    masters = torch.cat([t.detach().reshape(-1).double() for t in resumed.dssync_hook.replica.averaged])
+    mean = masters.clone()
+    dist.all_reduce(mean)
+    mean /= world
+    own = torch.cat([p.detach().reshape(-1).double() for p in resumed.module.parameters()])
+    resumed.save_16bit_model(export_dir, "consensus.bin")
+    if rank == 0:
+        saved = torch.load(Path(export_dir) / "consensus.bin", weights_only=True)
+        flat = torch.cat([saved[name].reshape(-1).double() for name, _ in resumed.module.named_parameters()])
+        # bf16 rounding (2^-8 relative) plus the fp32 summation error of the average.
+        tolerance = 2**-8 * mean.abs() + 1e-6 * float(mean.abs().max())
+        result["export_within_rounding"] = bool(((flat - mean).abs() <= tolerance).all())
+        result["export_is_own_replica"] = torch.equal(flat, own)
+    return result
+
+
 def _mismatch_worker(configs: list[dict[str, Any]]) -> str:
     """Attach with this rank's config; return the error message (empty when attach succeeds)."""
     dist.init_process_group("gloo")
@@ -699,6 +763,27 @@ def test_no_collective_spans_the_job_in_steady_state(radiance: Path) -> None:
         assert [len(groups) > 0 for groups in measured] == [False, True, False, True]
         # DeepSpeed's own clipping norm is a job-wide all-reduce: what make_step_local removes.
         assert ("all_reduce", world) in result["deepspeed_clipping"][0]
+
+
+@pytest.mark.timeout(240)
+def test_a_resumed_dssync_run_equals_the_uninterrupted_one(radiance: Path, tmp_path: Path) -> None:
+    results = spawn(
+        _resume_worker,
+        4,
+        str(radiance),
+        str(tmp_path / "ckpt"),
+        str(tmp_path / "export"),
+        timeout_s=SPAWN_TIMEOUT_S,
+    )
+    for result in results:
+        for precision in ("fp32", "bf16"):
+            run = result[precision]
+            assert run["rank_file"] and run["steps"] == (8, 8)
+            assert run["moments_differ_between_ranks"]  # rank 0's optimizer state alone would be wrong
+            assert run["equal"] and run["model_equal"], precision
+    # The bf16 export is the consensus to bf16 rounding, not rank 0's own replica.
+    assert results[0]["export_within_rounding"]
+    assert not results[0]["export_is_own_replica"]
 
 
 @pytest.mark.timeout(120)
