@@ -476,46 +476,12 @@ def _refusal_worker() -> dict[str, Any]:
     }
 
 
-COLLECTIVES = (
-    "all_reduce", "reduce", "broadcast", "all_gather", "all_gather_single", "all_gather_into_tensor",
-    "reduce_scatter_single", "reduce_scatter_tensor", "reduce_scatter", "barrier", "all_gather_object",
-    "broadcast_object_list", "all_to_all_single", "all_reduce_coalesced", "gather", "scatter",
-)  # fmt: skip
-
-
-class CollectiveLog:
-    """Records (collective, sorted member ranks) for every torch.distributed collective issued while on.
-
-    DeepSpeed's comm layer and DS-Sync both call through the ``torch.distributed`` module, so wrapping its
-    functions sees every collective either issues (nested calls inside torch are not double-counted).
-    """
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, tuple[int, ...]]] = []
-        self.on = False
-        for name in COLLECTIVES:
-            setattr(dist, name, self._wrap(name, getattr(dist, name)))
-
-    def _wrap(self, name: str, function: Any) -> Any:
-        def recorded(*args: Any, **kwargs: Any) -> Any:
-            if self.on:
-                group = kwargs.get("group")
-                ranks = range(dist.get_world_size()) if group is None else dist.get_process_group_ranks(group)
-                self.calls.append((name, tuple(sorted(ranks))))
-            return function(*args, **kwargs)
-
-        return recorded
-
-    def take(self) -> list[tuple[str, tuple[int, ...]]]:
-        calls, self.calls = self.calls, []
-        return calls
-
-
 def _step_collectives_worker(header: str) -> dict[str, Any]:
     """Collectives per step by group: all-reduce baseline, then DS-Sync fp32/bf16 (clipping on), flat and
     hierarchical, then DS-Sync with DeepSpeed's own (job-wide) clipping norm put back."""
     from specaware.dssync import attach_dssync
     from specaware.dssync.demo import load_spectra, make_engine
+    from specaware.dssync.traffic import CollectiveLog
 
     _quiet_deepspeed()
     log = CollectiveLog()
@@ -523,6 +489,7 @@ def _step_collectives_worker(header: str) -> dict[str, Any]:
     shard = spectra[dist.get_rank() :: dist.get_world_size()][:64]
 
     def steps(engine: Any, count: int) -> list[list[tuple[str, tuple[int, ...]]]]:
+        """(collective, group) of every call, per step."""
         dtype = next(engine.module.parameters()).dtype
         per_step = []
         for step in range(count):
@@ -532,7 +499,7 @@ def _step_collectives_worker(header: str) -> dict[str, Any]:
             engine.backward(loss)
             engine.step()
             log.on = False
-            per_step.append(log.take())
+            per_step.append([(call.name, call.ranks) for call in log.take()])
         return per_step
 
     result: dict[str, Any] = {"allreduce": steps(make_engine(spectra.shape[1], lr=1e-3, micro_batch=8), 2)}
