@@ -438,7 +438,10 @@ def _scenarios(cluster: Cluster, args: argparse.Namespace) -> list[dict[str, obj
             f"{name:<48} {step_ms['hierarchical']:>16.1f} {step_ms['dssync_hypercube_k2']:>13.1f} "
             f"{step_ms['dssync_hierarchical_k2']:>14.1f} {speedup:>8.2f}x"
         )
-        if steps:
+        if steps and None not in (
+            steps[STEPS_KEY["hierarchical"]],
+            steps[STEPS_KEY["dssync_hierarchical_k2"]],
+        ):
             ratio = (steps[STEPS_KEY["dssync_hierarchical_k2"]] * step_ms["dssync_hierarchical_k2"]) / (
                 steps[STEPS_KEY["hierarchical"]] * step_ms["hierarchical"]
             )
