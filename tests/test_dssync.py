@@ -8,6 +8,7 @@ timeout on top), so a mismatched collective fails the test instead of hanging it
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -772,6 +773,72 @@ def test_a_missing_partner_fails_after_the_job_timeout_naming_step_and_group() -
     assert messages[1] == "absent" and messages[2] == messages[3] == "averaged"
     assert messages[0].startswith("DSSyncCommError: DS-Sync step 0: group average on rank 0 in group [0, 1]")
     assert "timeout 0:00:04" in messages[0]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-product build (AVIRIS-NG L2 on its real band grid, 64-pixel tiles) to pretrain on."""
+    from hyper400k.presets import get_preset
+    from hyper400k.synth import generate
+    from pipelines.build import BuildConfig, build
+
+    inputs = tmp_path_factory.mktemp("in")
+    generate("aviris-ng", "L2", 128, 128, inputs, seed=5)
+    output = tmp_path_factory.mktemp("build")
+    preset = get_preset("hyper400k", tile=64)
+    config = BuildConfig(
+        input=inputs, output=output, preset=preset, scheduler="synchronous", split_fractions={"train": 1.0},
+        progress=False,
+    )  # fmt: skip
+    assert build(config).ok
+    return output
+
+
+@pytest.mark.timeout(420)
+def test_torchrun_launches_dssync_pretraining_and_resumes_it(corpus: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    shipped = root / "pipelines" / "configs" / "pretrain_tiny_dssync.yaml"
+    settings = yaml.safe_load(shipped.read_text())
+    assert settings["dssync"]["enabled"] and settings["dssync"]["schedule"] == "hierarchical"
+    settings.update(text="placeholder", batch_size=4, warmup_steps=1, log_every=1, checkpoint_every=2)
+    settings["dssync"]["disagreement_every"] = 1
+    config = tmp_path / "pretrain.yaml"
+    config.write_text(yaml.safe_dump(settings))
+    output = tmp_path / "run"
+
+    def launch(steps: int) -> subprocess.CompletedProcess[str]:
+        command = [
+            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+            "-m", "specaware.cli", "pretrain", "--config", str(config), "--data", str(corpus),
+            "--output", str(output), "--steps", str(steps), "--no-progress",
+        ]  # fmt: skip
+        env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+        return subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=400)
+
+    first = launch(4)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    tag = output / "checkpoints" / "step000004"
+    assert sorted(path.name for path in tag.glob("dssync_rank*.pt")) == [
+        "dssync_rank00000.pt",
+        "dssync_rank00001.pt",
+    ]
+    assert torch.load(tag / "dssync_rank00001.pt", weights_only=False)["step"] == 4
+    resumed = launch(6)  # continues from the step-4 checkpoint, schedule position and optimizers included
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    rows = [line.split(",") for line in (output / "metrics.csv").read_text().splitlines()]
+    header, rows = rows[0], rows[1:]
+    assert [int(row[header.index("step")]) for row in rows] == [1, 2, 3, 4, 5, 6]
+    assert all(row[header.index("disagreement")] != "" for row in rows)
+    assert (
+        torch.load(output / "checkpoints" / "step000006" / "dssync_rank00000.pt", weights_only=False)["step"]
+        == 6
+    )
+    assert (output / "model.pt").is_file()
 
 
 def test_spawn_times_out_instead_of_hanging() -> None:
