@@ -8,6 +8,7 @@ timeout on top), so a mismatched collective fails the test instead of hanging it
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -476,46 +477,12 @@ def _refusal_worker() -> dict[str, Any]:
     }
 
 
-COLLECTIVES = (
-    "all_reduce", "reduce", "broadcast", "all_gather", "all_gather_single", "all_gather_into_tensor",
-    "reduce_scatter_single", "reduce_scatter_tensor", "reduce_scatter", "barrier", "all_gather_object",
-    "broadcast_object_list", "all_to_all_single", "all_reduce_coalesced", "gather", "scatter",
-)  # fmt: skip
-
-
-class CollectiveLog:
-    """Records (collective, sorted member ranks) for every torch.distributed collective issued while on.
-
-    DeepSpeed's comm layer and DS-Sync both call through the ``torch.distributed`` module, so wrapping its
-    functions sees every collective either issues (nested calls inside torch are not double-counted).
-    """
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, tuple[int, ...]]] = []
-        self.on = False
-        for name in COLLECTIVES:
-            setattr(dist, name, self._wrap(name, getattr(dist, name)))
-
-    def _wrap(self, name: str, function: Any) -> Any:
-        def recorded(*args: Any, **kwargs: Any) -> Any:
-            if self.on:
-                group = kwargs.get("group")
-                ranks = range(dist.get_world_size()) if group is None else dist.get_process_group_ranks(group)
-                self.calls.append((name, tuple(sorted(ranks))))
-            return function(*args, **kwargs)
-
-        return recorded
-
-    def take(self) -> list[tuple[str, tuple[int, ...]]]:
-        calls, self.calls = self.calls, []
-        return calls
-
-
 def _step_collectives_worker(header: str) -> dict[str, Any]:
     """Collectives per step by group: all-reduce baseline, then DS-Sync fp32/bf16 (clipping on), flat and
     hierarchical, then DS-Sync with DeepSpeed's own (job-wide) clipping norm put back."""
     from specaware.dssync import attach_dssync
     from specaware.dssync.demo import load_spectra, make_engine
+    from specaware.dssync.traffic import CollectiveLog
 
     _quiet_deepspeed()
     log = CollectiveLog()
@@ -523,6 +490,7 @@ def _step_collectives_worker(header: str) -> dict[str, Any]:
     shard = spectra[dist.get_rank() :: dist.get_world_size()][:64]
 
     def steps(engine: Any, count: int) -> list[list[tuple[str, tuple[int, ...]]]]:
+        """(collective, group) of every call, per step."""
         dtype = next(engine.module.parameters()).dtype
         per_step = []
         for step in range(count):
@@ -532,7 +500,7 @@ def _step_collectives_worker(header: str) -> dict[str, Any]:
             engine.backward(loss)
             engine.step()
             log.on = False
-            per_step.append(log.take())
+            per_step.append([(call.name, call.ranks) for call in log.take()])
         return per_step
 
     result: dict[str, Any] = {"allreduce": steps(make_engine(spectra.shape[1], lr=1e-3, micro_batch=8), 2)}
@@ -548,6 +516,70 @@ def _step_collectives_worker(header: str) -> dict[str, Any]:
         result[name] = steps(engine, 4)
     engine.clip_fp32_gradients = type(engine).clip_fp32_gradients.__get__(engine)  # DeepSpeed's own
     result["deepspeed_clipping"] = steps(engine, 1)
+    return result
+
+
+def _resume_worker(header: str, checkpoint_dir: str, export_dir: str) -> dict[str, Any]:
+    """8 steps straight vs 4 steps, checkpoint, a fresh engine resumed from it, 4 more; fp32 and bf16."""
+    from specaware.dssync import attach_dssync
+    from specaware.dssync.demo import load_spectra, make_engine, train
+
+    _quiet_deepspeed()
+    spectra = load_spectra(Path(header))
+    rank, world = dist.get_rank(), dist.get_world_size()
+    settings = {"micro_batch": 8, "measure_every": 0}
+    dssync = {"enabled": True, "group_size": 2, "disagreement_every": 0}
+    result: dict[str, Any] = {}
+    for precision, bf16 in (("fp32", False), ("bf16", True)):
+        folder = str(Path(checkpoint_dir) / precision)
+
+        def engine(bf16: bool = bf16) -> Any:
+            made = make_engine(spectra.shape[1], lr=3e-3, micro_batch=8, bf16=bf16, clipping=1.0)
+            attach_dssync(made, dssync)
+            return made
+
+        straight = engine()
+        train(straight, spectra, steps=4, **settings)
+        straight.save_checkpoint(folder, tag="step4")
+        train(straight, spectra, steps=8, start_step=4, **settings)
+
+        resumed = engine()
+        resumed.load_checkpoint(folder)
+        train(resumed, spectra, steps=8, start_step=4, **settings)
+        a, b = straight.dssync_hook, resumed.dssync_hook
+        moments = straight.optimizer.state_dict()
+        moments = moments.get("optimizer_state_dict", moments)["state"][0]["exp_avg"].reshape(-1)
+        spread = moments.clone()
+        dist.all_reduce(spread, op=dist.ReduceOp.MAX)
+        result[precision] = {
+            "equal": all(
+                torch.equal(x, y) for x, y in zip(a.replica.averaged, b.replica.averaged, strict=True)
+            ),
+            "model_equal": all(
+                torch.equal(x, y)
+                for x, y in zip(
+                    straight.module.state_dict().values(), resumed.module.state_dict().values(), strict=True
+                )
+            ),
+            "steps": (a.step, b.step),
+            "moments_differ_between_ranks": not torch.equal(spread, moments),
+            "rank_file": (Path(folder) / "step4" / f"dssync_rank{rank:05d}.pt").is_file(),
+        }
+
+    # save_16bit_model writes the consensus (bf16 of the mean of the fp32 masters), not rank 0's replica.
+    masters = torch.cat([t.detach().reshape(-1).double() for t in resumed.dssync_hook.replica.averaged])
+    mean = masters.clone()
+    dist.all_reduce(mean)
+    mean /= world
+    own = torch.cat([p.detach().reshape(-1).double() for p in resumed.module.parameters()])
+    resumed.save_16bit_model(export_dir, "consensus.bin")
+    if rank == 0:
+        saved = torch.load(Path(export_dir) / "consensus.bin", weights_only=True)
+        flat = torch.cat([saved[name].reshape(-1).double() for name, _ in resumed.module.named_parameters()])
+        # bf16 rounding (2^-8 relative) plus the fp32 summation error of the average.
+        tolerance = 2**-8 * mean.abs() + 1e-6 * float(mean.abs().max())
+        result["export_within_rounding"] = bool(((flat - mean).abs() <= tolerance).all())
+        result["export_is_own_replica"] = torch.equal(flat, own)
     return result
 
 
@@ -701,6 +733,27 @@ def test_no_collective_spans_the_job_in_steady_state(radiance: Path) -> None:
         assert ("all_reduce", world) in result["deepspeed_clipping"][0]
 
 
+@pytest.mark.timeout(240)
+def test_a_resumed_dssync_run_equals_the_uninterrupted_one(radiance: Path, tmp_path: Path) -> None:
+    results = spawn(
+        _resume_worker,
+        4,
+        str(radiance),
+        str(tmp_path / "ckpt"),
+        str(tmp_path / "export"),
+        timeout_s=SPAWN_TIMEOUT_S,
+    )
+    for result in results:
+        for precision in ("fp32", "bf16"):
+            run = result[precision]
+            assert run["rank_file"] and run["steps"] == (8, 8)
+            assert run["moments_differ_between_ranks"]  # rank 0's optimizer state alone would be wrong
+            assert run["equal"] and run["model_equal"], precision
+    # The bf16 export is the consensus to bf16 rounding, not rank 0's own replica.
+    assert results[0]["export_within_rounding"]
+    assert not results[0]["export_is_own_replica"]
+
+
 @pytest.mark.timeout(120)
 def test_ranks_with_different_configs_fail_at_attach_naming_the_ranks() -> None:
     configs = [{"enabled": True, "group_size": 2, "seed": 0}] * 2 + [
@@ -720,6 +773,72 @@ def test_a_missing_partner_fails_after_the_job_timeout_naming_step_and_group() -
     assert messages[1] == "absent" and messages[2] == messages[3] == "averaged"
     assert messages[0].startswith("DSSyncCommError: DS-Sync step 0: group average on rank 0 in group [0, 1]")
     assert "timeout 0:00:04" in messages[0]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-product build (AVIRIS-NG L2 on its real band grid, 64-pixel tiles) to pretrain on."""
+    from hyper400k.presets import get_preset
+    from hyper400k.synth import generate
+    from pipelines.build import BuildConfig, build
+
+    inputs = tmp_path_factory.mktemp("in")
+    generate("aviris-ng", "L2", 128, 128, inputs, seed=5)
+    output = tmp_path_factory.mktemp("build")
+    preset = get_preset("hyper400k", tile=64)
+    config = BuildConfig(
+        input=inputs, output=output, preset=preset, scheduler="synchronous", split_fractions={"train": 1.0},
+        progress=False,
+    )  # fmt: skip
+    assert build(config).ok
+    return output
+
+
+@pytest.mark.timeout(420)
+def test_torchrun_launches_dssync_pretraining_and_resumes_it(corpus: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    shipped = root / "pipelines" / "configs" / "pretrain_tiny_dssync.yaml"
+    settings = yaml.safe_load(shipped.read_text())
+    assert settings["dssync"]["enabled"] and settings["dssync"]["schedule"] == "hierarchical"
+    settings.update(text="placeholder", batch_size=4, warmup_steps=1, log_every=1, checkpoint_every=2)
+    settings["dssync"]["disagreement_every"] = 1
+    config = tmp_path / "pretrain.yaml"
+    config.write_text(yaml.safe_dump(settings))
+    output = tmp_path / "run"
+
+    def launch(steps: int) -> subprocess.CompletedProcess[str]:
+        command = [
+            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+            "-m", "specaware.cli", "pretrain", "--config", str(config), "--data", str(corpus),
+            "--output", str(output), "--steps", str(steps), "--no-progress",
+        ]  # fmt: skip
+        env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+        return subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=400)
+
+    first = launch(4)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    tag = output / "checkpoints" / "step000004"
+    assert sorted(path.name for path in tag.glob("dssync_rank*.pt")) == [
+        "dssync_rank00000.pt",
+        "dssync_rank00001.pt",
+    ]
+    assert torch.load(tag / "dssync_rank00001.pt", weights_only=False)["step"] == 4
+    resumed = launch(6)  # continues from the step-4 checkpoint, schedule position and optimizers included
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    rows = [line.split(",") for line in (output / "metrics.csv").read_text().splitlines()]
+    header, rows = rows[0], rows[1:]
+    assert [int(row[header.index("step")]) for row in rows] == [1, 2, 3, 4, 5, 6]
+    assert all(row[header.index("disagreement")] != "" for row in rows)
+    assert (
+        torch.load(output / "checkpoints" / "step000006" / "dssync_rank00000.pt", weights_only=False)["step"]
+        == 6
+    )
+    assert (output / "model.pt").is_file()
 
 
 def test_spawn_times_out_instead_of_hanging() -> None:

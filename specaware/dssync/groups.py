@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import timedelta
 
+import torch
 import torch.distributed as dist
 
 from specaware.dssync.config import Group
@@ -28,9 +29,9 @@ def job_timeout() -> timedelta:
     from torch.distributed import distributed_c10d as c10d
 
     default = c10d._get_default_group()
+    device = torch.device("cuda" if dist.get_backend(default) == "nccl" else "cpu")
     try:
-        backend = default._get_backend(c10d._get_pg_default_device(default))
-        return backend.options._timeout
+        return default._get_backend(device).options._timeout
     except (AttributeError, RuntimeError):  # a backend without readable options (e.g. MPI)
         return c10d._get_default_timeout(dist.get_backend(default))
 

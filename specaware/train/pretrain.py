@@ -27,7 +27,7 @@ from specaware.dssync import DSSyncHook, attach_dssync, check_deepspeed_config
 from specaware.model.checkpoint import save_checkpoint
 from specaware.model.mae import SpecAwareMAE, build_model
 from specaware.train.config import PretrainConfig
-from specaware.train.engine import decay_groups, init_process_group, make_engine
+from specaware.train.engine import decay_groups, init_process_group, make_engine, resolve_config
 from specaware.train.metrics import MetricsLog
 from specaware.train.quicklook import save_reconstruction
 
@@ -129,7 +129,7 @@ def pretrain(config: PretrainConfig, *, progress: bool = True) -> PretrainResult
 def _engine(model: SpecAwareMAE, config: PretrainConfig) -> tuple[Any, DSSyncHook | None]:
     """The DeepSpeed engine, with DS-Sync attached when the config enables it."""
     if config.dssync and config.dssync.get("enabled", False):
-        check_deepspeed_config(json.loads(Path(config.deepspeed_config).read_text()))
+        check_deepspeed_config(json.loads(resolve_config(config.deepspeed_config).read_text()))
     engine = make_engine(
         model,
         decay_groups(list(model.named_parameters()), config.lr, config.weight_decay),
