@@ -40,6 +40,11 @@ SMALL = {
     "meta_dim": 16,
     "band_heads": 2,
     "rank": 4,
+    "generator_hidden": 16,
+    "generator_bottleneck": 8,
+    # At the published 0.02 an untrained embedding's tokens carry ~1e-5 of the positions' magnitude, too little for
+    # a few CPU steps from scratch to learn from.
+    "embed_scale_init": 100.0,
 }
 BANDS = 16
 
