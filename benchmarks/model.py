@@ -131,7 +131,9 @@ def main() -> None:
     torch.manual_seed(0)
 
     batch, bands, dim = 2, args.bands, 128
-    embed = HyperEmbedding(dim, embed_dim=768, rank=64, patch_size=8, hidden=128, scale_init=0.02).to(device)
+    embed = HyperEmbedding(
+        dim, embed_dim=768, rank=64, patch_size=8, hidden=128, bottleneck=64, dropout=0.0, scale_init=0.02
+    ).to(device)
     for parameter in embed.bias_gen[
         -1
     ].parameters():  # non-zero bias so every contender's bias path is exercised

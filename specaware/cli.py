@@ -55,29 +55,49 @@ def pretrain(
 
 @app.command()
 def embed(
-    checkpoint: Annotated[Path, typer.Argument(help="A model.pt written by pretraining.")],
+    checkpoint: Annotated[
+        Path, typer.Argument(help="A model.pt written by pretraining, or a published SpecAware .pth.")
+    ],
     source: Annotated[str, typer.Argument(help="A product file, or a build/shards folder.")],
     output: Annotated[Path, typer.Argument(help="Output .npz (keys, cls, mean[, grid]).")],
-    tile: Annotated[int, typer.Option(help="Tile (and crop) size in pixels.")] = 64,
+    tile: Annotated[int, typer.Option(help="Tile size in pixels (products).")] = 64,
+    crop: Annotated[
+        int | None, typer.Option(help="Centre crop of each shard sample (default: the full tile).")
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Samples per forward pass.")] = 8,
     grid: Annotated[bool, typer.Option(help="Also store the patch-token grid of every item.")] = False,
     split: Annotated[str | None, typer.Option(help="Only samples of this split (shard sets).")] = None,
 ) -> None:
-    """Encoder features of every tile of a product, or every sample of a shard set."""
+    """Encoder features of every tile of a product, or every sample of a shard set (full tiles unless --crop)."""
     from specaware.embed import embed_batches, product_batches, save_features, shard_batches
-    from specaware.model.checkpoint import load_checkpoint
+    from specaware.model.checkpoint import load_model
 
-    model = load_checkpoint(checkpoint)
+    model = load_model(checkpoint)
     path = Path(source)
     is_shards = path.is_dir() or path.suffix in (".tar", ".json", ".parquet") or "{" in source
     batches = (
-        shard_batches(source, batch_size, tile, split=split)
+        shard_batches(source, batch_size, crop, split=split)
         if is_shards
         else product_batches(path, tile, batch_size)
     )
     features = embed_batches(model, batches, keep_grid=grid)
     save_features(output, features)
     typer.echo(f"{len(features['keys'])} items x {features['cls'].shape[1]} features -> {output}")
+
+
+@app.command("import-weights")
+def import_weights(
+    source: Annotated[Path, typer.Argument(help="A published SpecAware checkpoint (.pth): MAE or encoder-only.")],
+    output: Annotated[Path, typer.Argument(help="Our checkpoint (.pt) to write.")],
+) -> None:
+    """Convert a published SpecAware checkpoint into ours, strictly (every tensor mapped, every shape equal)."""
+    from specaware.model.checkpoint import save_checkpoint
+    from specaware.model.published import import_published
+
+    model, origin = import_published(source)
+    save_checkpoint(model, output, origin=origin)
+    count = sum(p.numel() for p in model.parameters())
+    typer.echo(f"{origin['form']} checkpoint, {model.config.name} config, {count:,} parameters -> {output}")
 
 
 def _register_downstream() -> None:

@@ -1,7 +1,8 @@
 """Named SpecAware model configurations: every hyper-parameter of ``../shared/SPECAWARE.md`` as a config value.
 
-``tiny`` is for CPU tests and CI demos, ``base`` is the paper's ViT-B/8 at 224 px with rank 64, ``large`` is the
-ViT-L variant. A configuration is a frozen dataclass so it can be hashed, compared and stored in a checkpoint as a
+``tiny`` is for CPU tests and CI demos, ``base`` is the published ViT-B/8 at 224 px with rank 64 (module by module
+the authors' ``mae_vit_base_patch8``, 117,963,659 parameters), ``large`` is the same architecture with the ViT-L encoder
+(the authors' ``mae_vit_large_patch8``). A configuration is a frozen dataclass so it can be hashed, compared and stored in a checkpoint as a
 plain dict (:meth:`ModelConfig.to_dict` / :meth:`ModelConfig.from_dict`).
 """
 
@@ -20,10 +21,15 @@ class ModelConfig:
 
     name: str = "base"
 
-    # Geometry. ``image_size`` fixes the content-pooling grid (image_size // patch_size per side); any image whose
-    # sides are multiples of ``patch_size`` is accepted at run time.
+    # Geometry. ``image_size`` is the pretraining size; any image whose sides are multiples of ``patch_size`` is
+    # accepted at run time. ``content_grid`` is the fixed grid the content summary pools every band to (28 =
+    # 224 / 8 as published; it stays 28 when the patch size changes, as in the published fine-tuning).
     image_size: int = 224
     patch_size: int = 8
+    content_grid: int = 28
+    # Positions use GSD x this factor. 1 at the pretraining patch size; a model moved to patch size k by
+    # ``specaware.model.patchsize.change_patch_size`` gets k / 8, as the published fine-tuning scales the GSD.
+    position_gsd_scale: float = 1.0
 
     # Meta-content aware module (spec section 1). ``meta_dim`` is d; the Fourier features have d / 2 periods.
     meta_dim: int = 128
@@ -37,15 +43,20 @@ class ModelConfig:
     text_dim: int = 384
     band_heads: int = 4
     band_ffn: int = 128
-    band_ln_eps: float = 1e-5  # (ours: PyTorch's default for the band-interaction layer)
-    content_hidden: int = 196
+    band_ln_eps: float = 1e-5  # PyTorch's TransformerEncoderLayer default, as published
+    band_dropout: float = 0.0  # as published
+    content_hidden: int = 196  # content_grid**2 / 4, as published
     content_fusion_hidden: int = 256
-    meta_dropout: float = 0.1  # (ours) dropout inside CMF, the content head and the band-interaction layer
+    meta_dropout: float = 0.1  # dropout inside every CMF and the content head's fusion MLP, as published
 
     # HyperEmbedding (spec section 2).
     embed_dim: int = 768
     rank: int = 64
-    generator_hidden: int = 128  # (ours) hidden width of the U / V / bias generator MLPs
+    # Generators (encoder and hyper-decoder): LN -> Linear d->hidden -> GELU -> Dropout -> Linear hidden->bottleneck
+    # -> GELU -> output; bias generators LN -> Linear d->bottleneck -> GELU -> output. Published: d, d / 2, 0.1.
+    generator_hidden: int = 128
+    generator_bottleneck: int = 64
+    generator_dropout: float = 0.1
     embed_scale_init: float = 0.02
 
     # Encoder (spec section 3).
@@ -71,6 +82,8 @@ class ModelConfig:
         problems = []
         if self.meta_dim % 2:
             problems.append(f"meta_dim {self.meta_dim} must be even (sin and cos of d / 2 Fourier periods)")
+        if self.position_gsd_scale <= 0:
+            problems.append(f"position_gsd_scale {self.position_gsd_scale} must be positive")
         if self.image_size % self.patch_size:
             problems.append(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
         for label, width, heads in (
@@ -92,11 +105,6 @@ class ModelConfig:
             problems.append(f"mask_ratio {self.mask_ratio} must be in [0, 1)")
         if problems:
             raise ValueError(f"invalid model config {self.name!r}: " + "; ".join(problems))
-
-    @property
-    def grid_size(self) -> int:
-        """Tokens per side at ``image_size`` (28 for the paper's 224 px / k = 8)."""
-        return self.image_size // self.patch_size
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values (tuples become lists) for checkpoints and logs."""
@@ -121,14 +129,16 @@ CONFIGS: dict[str, ModelConfig] = {
         name="tiny",
         image_size=64,
         meta_dim=64,
+        content_grid=8,
         fwhm_hidden=32,
         spectral_hidden=128,
         band_ffn=64,
-        content_hidden=32,
+        content_hidden=16,
         content_fusion_hidden=128,
         embed_dim=96,
         rank=8,
-        generator_hidden=32,
+        generator_hidden=64,
+        generator_bottleneck=32,
         depth=4,
         heads=3,
         decoder_dim=64,

@@ -51,7 +51,7 @@ def embed_batches(
 def shard_batches(
     source: str | Path, batch_size: int, crop: int | None, **selection: Any
 ) -> Iterator[dict[str, Any]]:
-    """One pass over a shard set (or a selection of it), centre-cropped, no augmentation."""
+    """One pass over a shard set (or a selection of it), no augmentation: full tiles, or centre crops of ``crop``."""
     dataset = ShardDataset(
         open_shards(source, **selection),
         LoaderConfig(batch_size=batch_size, resampled=False, shuffle=False),

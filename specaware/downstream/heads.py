@@ -226,7 +226,12 @@ class SceneClassifier(nn.Module):
 
 
 class LinearProbe(nn.Module):
-    """Linear probing on a frozen encoder: a linear layer on the last level's (final-LN) patch tokens.
+    """Linear probing on a frozen encoder: a linear layer on the last level's (final-LN) patch tokens, standardised.
+
+    As MAE's linear probing, the features pass a parameter-free BatchNorm (no affine, eps 1e-6) before the linear
+    layer: the frozen tokens' channels differ in scale by orders of magnitude (at the published initialisation the
+    content part is ~1e-5 of the positional part), which a linear layer trained for a few hundred steps cannot undo.
+    The normalisation adds no capacity (a per-channel affine map a linear layer could absorb).
 
     ``segmentation``: 1×1 conv per token, bilinear upsampling to pixels; ``change``: the same on |token difference|
     of the two dates; ``scene``: on the mean token."""
@@ -239,6 +244,7 @@ class LinearProbe(nn.Module):
             raise ValueError(f"unknown task {task!r}")
         self.features = features
         self.task = task
+        self.norm = nn.BatchNorm2d(features.embed_dim, affine=False, eps=1e-6)
         self.linear = nn.Conv2d(features.embed_dim, num_classes, 1)
 
     def forward(self, batch: Mapping[str, Any]) -> Tensor:
@@ -246,8 +252,8 @@ class LinearProbe(nn.Module):
         if self.task == "change":
             tokens = (self.features({**batch, "image": batch["image_after"]})[-1] - tokens).abs()
         if self.task == "scene":
-            return self.linear(tokens.mean(dim=(2, 3), keepdim=True))[:, :, 0, 0]
-        return _to_input(self.linear(tokens), tuple(batch["image"].shape[-2:]))
+            return self.linear(self.norm(tokens.mean(dim=(2, 3), keepdim=True)))[:, :, 0, 0]
+        return _to_input(self.linear(self.norm(tokens)), tuple(batch["image"].shape[-2:]))
 
 
 def build_head_model(

@@ -36,7 +36,7 @@ from specaware.downstream.metrics import (
     plot_confusion,
     plot_maps,
 )
-from specaware.model.checkpoint import load_checkpoint
+from specaware.model.checkpoint import load_model
 from specaware.model.mae import SpecAwareMAE, build_model
 from specaware.model.text import text_vectors
 from specaware.train.engine import decay_groups, make_engine
@@ -52,10 +52,10 @@ MODES = ("finetune", "probe", "logreg", "rf")
 class DownstreamConfig:
     """One downstream run. ``data`` is the adapter mapping of :func:`specaware.downstream.datasets.load_data`.
 
-    Backbone: ``checkpoint`` (a pretraining ``model.pt``) with ``init: pretrained``; ``init: random`` builds a
-    freshly initialised model of the checkpoint's configuration (or of ``model`` with ``model_overrides`` when no
-    checkpoint is given), with
-    the same fixed sensor/level text vectors, so the comparison isolates pretraining. ``encoder_lr`` (fine-tuning
+    Backbone: ``checkpoint`` (a pretraining ``model.pt`` or a published SpecAware ``.pth``) with
+    ``init: pretrained``; ``init: random`` builds a freshly initialised model of the checkpoint's configuration
+    (or of ``model`` with ``model_overrides`` when no checkpoint file exists: it is not needed), with the same
+    fixed sensor/level text vectors, so the comparison isolates pretraining. ``encoder_lr`` (fine-tuning
     only; default ``lr``) lets the pretrained encoder learn slower than the new head."""
 
     task: str
@@ -66,7 +66,7 @@ class DownstreamConfig:
     model_overrides: dict[str, Any] = field(default_factory=dict)
     checkpoint: str | None = None
     init: str = "pretrained"
-    text: str = "placeholder"
+    text: str = "minilm"
     neck_width: int = 64
     head_channels: int = 64
     pool_scales: list[int] = field(default_factory=lambda: [1, 2, 3, 6])
@@ -116,14 +116,16 @@ class DownstreamConfig:
 
 def load_backbone(config: DownstreamConfig) -> SpecAwareMAE:
     """The pretrained model, or a random one of the same size (text vectors kept: they are fixed, not learned)."""
-    if config.checkpoint:
-        pretrained = load_checkpoint(config.checkpoint)
+    if config.checkpoint and (config.init == "pretrained" or Path(config.checkpoint).is_file()):
+        pretrained = load_model(config.checkpoint)
         if config.init == "pretrained":
             return pretrained
         torch.manual_seed(config.seed)
         fresh = SpecAwareMAE(pretrained.config, text_vectors("placeholder"))
         fresh.load_state_dict({**fresh.state_dict(), **dict(pretrained.named_buffers())})
         return fresh
+    if config.checkpoint:
+        log.info("no checkpoint at %s: random init of the %r config", config.checkpoint, config.model)
     torch.manual_seed(config.seed)
     return build_model(config.model, text=config.text, **config.model_overrides)
 
@@ -316,9 +318,28 @@ def _neural(config: DownstreamConfig, data: TaskData | None = None) -> dict[str,
         writer.writerows((i + 1, f"{v:.6f}") for i, v in enumerate(losses))
     predictions = predict(model, data, data.test, device, config.batch_size)
     metrics = score(data, data.test, predictions, output, _title(config), config.max_map_items)
+    flag_degenerate(metrics, _title(config))
     metrics["train_loss_first"], metrics["train_loss_last"] = losses[0], float(np.mean(losses[-10:]))
     (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
+
+
+def flag_degenerate(metrics: dict[str, Any], title: str, kappa_floor: float = 0.02) -> str | None:
+    """Warn (log and ``metrics["warning"]``) when the test predictions are degenerate: one class for every pixel
+    (or item), or Cohen's κ within ``kappa_floor`` of 0 (no better than chance). Returns the warning, if any."""
+    predicted = np.asarray(metrics["confusion_matrix"]).sum(axis=0)  # rows truth, columns prediction
+    used = int((predicted > 0).sum())
+    problems = []
+    if used <= 1:
+        problems.append(f"predicts one class for all {int(predicted.sum())} test samples")
+    if abs(metrics["kappa"]) < kappa_floor:
+        problems.append(f"kappa {metrics['kappa']:.3f} is chance level")
+    if not problems:
+        return None
+    warning = f"{title}: degenerate predictions ({'; '.join(problems)})"
+    log.warning(warning)
+    metrics["warning"] = warning
+    return warning
 
 
 def _title(config: DownstreamConfig) -> str:
@@ -415,6 +436,7 @@ def baseline(config: DownstreamConfig, data: TaskData | None = None) -> dict[str
     classifier.fit(features, labels)
     predictions = _pixel_predict(classifier, data, data.test)
     metrics = score(data, data.test, predictions, Path(config.output), _title(config), config.max_map_items)
+    flag_degenerate(metrics, _title(config))
     metrics["train_pixels"] = int(labels.size)
     (Path(config.output) / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics

@@ -2,14 +2,15 @@
 hyper-decoder, SAM + Charbonnier loss, checkpoints. Spec: ``../shared/SPECAWARE.md``.
 
 Module map: ``inputs`` (batch contract) · ``fourier`` (λ features, range check) · ``text`` (sensor/level vectors) ·
-``fusion`` (CMF) · ``meta`` (z and meta') · ``patches`` · ``contraction`` (memory-lean band sum) ·
-``hyperembed`` · ``posembed`` · ``masking`` · ``vit`` ·
-``encoder`` · ``decoder`` · ``loss`` · ``mae`` (whole model, :func:`build_model`) · ``checkpoint`` · ``pretrained``
-(ImageNet MAE block init) · ``views`` (spectral windows) · ``memtrace`` (peak tensor memory, for tests/benchmarks).
+``minilm`` (computes the shipped vectors) · ``fusion`` (CMF) · ``meta`` (z and meta') · ``patches`` · ``contraction``
+(memory-lean band sum) · ``generators`` (hypernetwork MLPs) · ``hyperembed`` · ``posembed`` · ``masking`` · ``vit`` ·
+``encoder`` · ``decoder`` · ``loss`` · ``mae`` (whole model, :func:`build_model`) · ``checkpoint`` (ours, and
+:func:`load_model` for either kind) · ``published`` (the published checkpoints' names) · ``patchsize`` (patch-size
+change) · ``pretrained`` (ImageNet MAE block init) · ``memtrace`` (peak tensor memory, for tests/benchmarks).
 """
 
 from specaware.config import CONFIGS, ModelConfig, model_config
-from specaware.model.checkpoint import load_checkpoint, save_checkpoint
+from specaware.model.checkpoint import load_checkpoint, load_model, save_checkpoint
 from specaware.model.encoder import EncoderOutput
 from specaware.model.mae import MAEOutput, SpecAwareMAE, build_model
 
@@ -21,6 +22,7 @@ __all__ = [
     "SpecAwareMAE",
     "build_model",
     "load_checkpoint",
+    "load_model",
     "model_config",
     "save_checkpoint",
 ]

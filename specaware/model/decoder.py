@@ -1,12 +1,13 @@
 """MAE decoder and hyper-decoder (spec section 4): reconstruct exactly the C input bands of each sample.
 
-Decoder: Linear E -> D, mask tokens, unshuffle, GSD sin-cos positions (cls at zero), pre-norm blocks, LN.
+Decoder: Linear E -> D, mask tokens, unshuffle, GSD sin-cos positions (cls at zero), pre-norm blocks, LN; it returns
+every token, cls first, because the hyper-decoder pools over all of them (as published).
 
-Hyper-decoder: a content vector u per sample from attention pooling over the decoder tokens (query from the token
-mean, ``pool_key_dim``-d keys, values the tokens themselves) and an MLP D -> D -> d (ours); per band
-y_c = CMF(meta'_c, u) + u; generators give U^d_c (k^2 x r), V^d_c (r x D) and b^d_c (k^2); the prediction for token l
-and band c is U^d_c V^d_c x_l + b^d_c. We form the per-sample kernel W_c = U^d_c V^d_c, (B, C k^2, D), and apply it as
-one GEMM per sample: memory B*C*k^2*D, no (B, N, C, r) intermediate, and the prediction itself is image-sized.
+Hyper-decoder: a content vector u per sample from attention pooling over all decoder tokens including cls (query from
+the token mean, ``pool_key_dim``-d keys, D-d values, no biases) and an MLP D -> d -> d; per band
+y_c = CMF(meta'_c, u) + u; generators give U^d_c (k^2 x r), V^d_c (r x D) and b^d_c (k^2); the prediction for patch
+token l and band c is U^d_c V^d_c x_l + b^d_c. We form the per-sample kernel W_c = U^d_c V^d_c, (B, C k^2, D), and apply
+it as one GEMM per sample: memory B*C*k^2*D, no (B, N, C, r) intermediate, and the prediction itself is image-sized.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from torch import Tensor, nn
 
 from specaware.config import ModelConfig
 from specaware.model.fusion import CrossModalFusion
+from specaware.model.generators import bias_generator, factor_generator, zero_output_layer
 from specaware.model.masking import gather_tokens
 from specaware.model.patches import unpatchify
 from specaware.model.posembed import gsd_sincos
@@ -25,7 +27,7 @@ from specaware.model.vit import Block, mlp
 
 
 class MAEDecoder(nn.Module):
-    """(encoded tokens (B, 1 + visible, E), ids_restore (B, N), gsd (B,), grid) -> patch tokens (B, N, D)."""
+    """(encoded tokens (B, 1 + visible, E), ids_restore (B, N), gsd (B,), grid) -> tokens (B, 1 + N, D), cls first."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -47,45 +49,48 @@ class MAEDecoder(nn.Module):
         x = torch.cat([x[:, :1], patches], dim=1)
         for block in self.blocks:
             x = block(x)
-        return self.norm(x)[:, 1:]
+        return self.norm(x)
 
 
 class AttentionPool(nn.Module):
-    """Weighted mean of the tokens, weights softmax(q . k_l / sqrt(key_dim)) with q from the token mean."""
+    """sum_l softmax_l(q . k_l / sqrt(key_dim)) v_l with q from the token mean; projections without bias."""
 
     def __init__(self, dim: int, key_dim: int) -> None:
         super().__init__()
-        self.query = nn.Linear(dim, key_dim)
-        self.key = nn.Linear(dim, key_dim)
+        self.query = nn.Linear(dim, key_dim, bias=False)
+        self.key = nn.Linear(dim, key_dim, bias=False)
+        self.value = nn.Linear(dim, dim, bias=False)
         self.key_dim = key_dim
 
     def forward(self, x: Tensor) -> Tensor:
         q = self.query(x.mean(dim=1))  # (B, key)
         scores = torch.einsum("bk,bnk->bn", q, self.key(x)) / math.sqrt(self.key_dim)
-        return torch.einsum("bn,bnd->bd", scores.softmax(dim=1), x)
+        return torch.einsum("bn,bnd->bd", scores.softmax(dim=1), self.value(x))
 
 
 class HyperDecoder(nn.Module):
-    """(decoder tokens (B, N, D), meta' (B, C, d), band_mask (B, C), grid) -> prediction (B, C, H, W)."""
+    """(decoder tokens (B, 1 + N, D) cls first, meta' (B, C, d), band_mask (B, C), grid) -> prediction (B, C, H, W)."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         d, dim, rank, k2 = config.meta_dim, config.decoder_dim, config.decoder_rank, config.patch_size**2
-        hidden = config.generator_hidden
+        hidden, bottleneck, dropout = config.generator_hidden, config.generator_bottleneck, config.generator_dropout
         self.patch_size = config.patch_size
         self.rank = rank
         self.pool = AttentionPool(dim, config.pool_key_dim)
-        self.content = mlp([dim, dim, d])
+        self.content = mlp([dim, d, d])
         self.fusion = CrossModalFusion(d, d, d, config.meta_dropout)
-        self.u_gen = mlp([d, hidden, k2 * rank])
-        self.v_gen = mlp([d, hidden, rank * dim])
-        self.b_gen = mlp([d, hidden, k2])
+        self.u_gen = factor_generator(d, hidden, bottleneck, k2 * rank, dropout)
+        self.v_gen = factor_generator(d, hidden, bottleneck, rank * dim, dropout)
+        self.b_gen = bias_generator(d, bottleneck, k2)
+        zero_output_layer(self.b_gen)
 
     def forward(self, x: Tensor, meta: Tensor, band_mask: Tensor, grid: tuple[int, int]) -> Tensor:
-        b, n, dim = x.shape
         c = meta.shape[1]
         k2 = self.patch_size**2
         u = self.content(self.pool(x))[:, None, :].expand(-1, c, -1)
+        x = x[:, 1:]  # predictions for the patch tokens only
+        b, n, dim = x.shape
         y = self.fusion(meta.to(u.dtype), u) + u  # (B, C, d)
         bands = band_mask[:, :, None].to(y.dtype)  # padding bands get a zero kernel and bias: prediction 0
         u_factors = self.u_gen(y).view(b, c, k2, self.rank) * bands[..., None]

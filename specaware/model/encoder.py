@@ -47,8 +47,11 @@ class SpecAwareEncoder(nn.Module):
             config.rank,
             config.patch_size,
             config.generator_hidden,
+            config.generator_bottleneck,
+            config.generator_dropout,
             config.embed_scale_init,
         )
+        self.position_gsd_scale = config.position_gsd_scale
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.embed_dim))
         hidden = int(config.embed_dim * config.mlp_ratio)
         self.blocks = nn.ModuleList(
@@ -64,7 +67,8 @@ class SpecAwareEncoder(nn.Module):
         grid = (h // self.patch_size, w // self.patch_size)
         conditions = self.meta(batch)
         tokens = self.embed(batch.image, conditions.z, batch.band_mask)
-        tokens = tokens + gsd_sincos(grid, self.embed_dim, batch.gsd).to(tokens.dtype)
+        gsd = batch.gsd * self.position_gsd_scale
+        tokens = tokens + gsd_sincos(grid, self.embed_dim, gsd).to(tokens.dtype)
         masking = random_masking(b, tokens.shape[1], mask_ratio, tokens.device, generator)
         x = torch.cat([self.cls_token.expand(b, -1, -1), gather_tokens(tokens, masking.ids_keep)], dim=1)
         for block in self.blocks:

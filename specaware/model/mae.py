@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from specaware.config import ModelConfig, model_config
 from specaware.model.decoder import HyperDecoder, MAEDecoder
 from specaware.model.encoder import EncoderOutput, SpecAwareEncoder
+from specaware.model.generators import zero_output_layer
 from specaware.model.inputs import parse_batch
 from specaware.model.loss import reconstruction_loss, token_mask_to_pixels
 from specaware.model.text import TextEmbedding, text_vectors
@@ -37,11 +38,14 @@ class MAEOutput:
 
 
 def _init_weights(module: nn.Module) -> None:
-    """MAE's initialisation (applied to every Linear, as MAE does): xavier-uniform weights, zero biases."""
+    """The published initialisation of every Linear and LayerNorm: trunc-normal(0.02) weights, zero biases, unit LN."""
     if isinstance(module, nn.Linear):
-        nn.init.xavier_uniform_(module.weight)
+        nn.init.trunc_normal_(module.weight, std=0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
 
 
 class SpecAwareMAE(nn.Module):
@@ -54,9 +58,14 @@ class SpecAwareMAE(nn.Module):
         self.decoder = MAEDecoder(config)
         self.hyper_decoder = HyperDecoder(config)
         self.apply(_init_weights)
-        self.encoder.embed.zero_bias_generator()
-        nn.init.normal_(self.encoder.cls_token, std=0.02)
-        nn.init.normal_(self.decoder.mask_token, std=0.02)
+        # Published exceptions: the band-interaction layer is PyTorch's TransformerEncoderLayer, whose packed
+        # q/k/v projection is a bare parameter that keeps its xavier-uniform start; both bias generators' output
+        # layers start at zero; cls and mask tokens trunc-normal(0.02).
+        nn.init.xavier_uniform_(self.encoder.meta.bands.attn.qkv.weight)
+        zero_output_layer(self.encoder.embed.bias_gen)
+        zero_output_layer(self.hyper_decoder.b_gen)
+        nn.init.trunc_normal_(self.encoder.cls_token, std=0.02)
+        nn.init.trunc_normal_(self.decoder.mask_token, std=0.02)
 
     @property
     def text_kind(self) -> str:

@@ -1,8 +1,9 @@
 """Meta-content aware module (spec section 1): per-band condition z (B, C, d) and meta' (B, C, d).
 
 Per band: wavelength Fourier features and scaled FWHM are mixed into a spectral code, fused with the sensor/level
-text condition (meta), made aware of the other bands of the same sample by one Transformer layer across bands
-(meta', which also conditions the decoder), and finally fused with a summary of the band's image content (z).
+text condition (meta), made aware of the other bands of the same sample by one Transformer layer across bands with
+an outer residual, meta' = layer(meta) + meta as published (the layer has its own residuals, so the identity path is
+counted twice; meta' also conditions the decoder), and finally fused with a summary of the band's image content (z).
 
 Nothing here depends on band order except through the band-interaction layer, which has no positional encoding
 over bands; so permuting the bands (with their wavelengths and FWHM) permutes meta' and z the same way. Padding bands
@@ -11,7 +12,6 @@ are excluded from that layer's keys, so they cannot influence real bands.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -64,8 +64,9 @@ class MetaContentModule(nn.Module):
         self.fwhm_scale = config.fwhm_scale_nm
         self.fourier = WavelengthFourier(d, config.fourier_period_range_nm)
         self.fwhm = mlp([1, config.fwhm_hidden, d])
-        # Softmax weights of (Fourier, FWHM), initialised to the spec's 0.8 / 0.2.
-        self.mix_logits = nn.Parameter(torch.tensor([math.log(w) for w in config.spectral_mix_init]))
+        # Logits of the softmax weights of (Fourier, FWHM); the logits themselves start at 0.8 / 0.2, as published
+        # (so the weights start at softmax = 0.646 / 0.354).
+        self.mix_logits = nn.Parameter(torch.tensor(config.spectral_mix_init, dtype=torch.float32))
         self.spectral = mlp([d, config.spectral_hidden, d])
         self.text = text
         self.text_fusion = CrossModalFusion(d, d, d, config.meta_dropout)
@@ -75,10 +76,10 @@ class MetaContentModule(nn.Module):
             config.band_ffn,
             qkv_bias=True,
             eps=config.band_ln_eps,
-            dropout=config.meta_dropout,
+            dropout=config.band_dropout,
         )
         self.content = ContentSummary(
-            config.grid_size, config.content_hidden, config.content_fusion_hidden, d, config.meta_dropout
+            config.content_grid, config.content_hidden, config.content_fusion_hidden, d, config.meta_dropout
         )
         self.content_fusion = CrossModalFusion(d, d, d, config.meta_dropout)
 
@@ -92,6 +93,6 @@ class MetaContentModule(nn.Module):
         spectral = spectral + self.spectral(spectral)
         text = self.text(batch.sensor, batch.level)[:, None, :].expand_as(spectral)
         meta = self.text_fusion(spectral, text) + spectral
-        meta = self.bands(meta, key_mask=batch.band_mask)
+        meta = self.bands(meta, key_mask=batch.band_mask) + meta
         content = self.content(batch.image.to(dtype))
         return MetaOutput(meta=meta, z=self.content_fusion(meta, content) + meta)

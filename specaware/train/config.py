@@ -44,7 +44,7 @@ class PretrainConfig:
     checkpoint_every: int = 100
     quicklook_every: int = 100
     workers: int = 0
-    text: str = "auto"  # sensor/level vectors: "auto", "sentence-transformers" or "placeholder" (specaware.model.text)
+    text: str = "auto"  # sensor/level vectors: "minilm" (= "auto", shipped) or "placeholder" (specaware.model.text)
     dssync: dict[str, Any] | None = None  # DS-Sync options; None or {"enabled": false}: all-reduce
 
     def __post_init__(self) -> None:
