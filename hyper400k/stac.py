@@ -75,6 +75,9 @@ PROCESSING_LEVEL = {"L1": "L1B", "L2": "L2A"}
 # Custom link relations (STAC allows any rel; these name what they point at).
 REL_PATCHES = "hyper400k:patches"
 REL_SHARD_INDEX = "hyper400k:shard-index"
+GENERATION_FIELD = "hyper400k:generation"
+GENERATIONS_DIR = "generations"
+STAGING_PREFIX = ".stac-staging-"
 
 _STAC_TO_SPLIT = {stac: ours for ours, stac in STAC_SPLIT.items()}
 _EPSG_CODE = re.compile(r"^EPSG:\d+$", re.IGNORECASE)
@@ -175,6 +178,7 @@ def build_catalog(
     *,
     collection_config: Path | None = None,
     shard_index: str | None = None,
+    generation: int | None = None,
 ) -> Path:
     """Write the catalog and patch index under ``out_dir`` and return the path of ``catalog.json``.
 
@@ -183,29 +187,71 @@ def build_catalog(
     and then moved into place with ``catalog.json`` last, so readers see the old or the new catalog,
     and a failed build leaves the old one. Entries the previous catalog owned and the new one does not
     (a child collection of a sensor no longer present) are removed; nothing else in ``out_dir`` is.
+
+    With ``generation``, everything but ``catalog.json`` goes to ``generations/<generation>/`` (see
+    :func:`generation_dir`), a folder no earlier generation uses, and the root records the number as
+    ``hyper400k:generation``: the small ``catalog.json``, renamed into place last, is then the one switch
+    from the previous generation to this one, and the previous generation stays whole until it is removed.
     """
     config = load_collection_config(collection_config)
     _check_records(products, patches)
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".stac-staging-", dir=out_dir))
+    prefix = "" if generation is None else generation_dir(generation)
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out_dir))
     try:
-        root = _root_collection(config, products, has_patches=bool(patches), shard_index=shard_index)
+        root = _root_collection(
+            config, products, has_patches=bool(patches), shard_index=shard_index, prefix=prefix
+        )
+        if generation is not None:
+            root.extra_fields[GENERATION_FIELD] = int(generation)
         items = {record.product_id: _product_item(record) for record in products}
         for child in _child_collections(root.id, config, products, items):
             root.add_child(child)
-        root.normalize_hrefs(str(out_dir), strategy=_layout())
+        root.normalize_hrefs(str(out_dir), strategy=_layout(prefix))
+        patch_index = out_dir / prefix / PATCH_INDEX_FILE
         for item in items.values():
-            _add_item_links(item, out_dir, has_patches=bool(patches), shard_index=shard_index)
+            _add_item_links(item, out_dir, patch_index if patches else None, shard_index=shard_index)
         root.save(pystac.CatalogType.SELF_CONTAINED, dest_href=str(staging))
         if patches:
             footprints = {pid: (item.geometry, item.bbox) for pid, item in items.items()}
             collection_of = {pid: item.collection_id for pid, item in items.items()}
-            _write_patch_index(staging / PATCH_INDEX_FILE, patches, footprints, collection_of, root, staging)
-        _install(staging, out_dir)
+            (staging / prefix).mkdir(parents=True, exist_ok=True)
+            _write_patch_index(
+                staging / prefix / PATCH_INDEX_FILE, patches, footprints, collection_of, root, staging
+            )
+        _install(staging, out_dir, prefix)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out_dir / CATALOG_FILE
+
+
+def generation_dir(generation: int) -> str:
+    """The folder, relative to the catalog, holding everything of one generation but ``catalog.json``."""
+    return f"{GENERATIONS_DIR}/{generation:06d}"
+
+
+def catalog_generation(catalog_path: Path) -> tuple[int | None, Path | None, Path | None]:
+    """What a root ``catalog.json`` commits: its generation number (None for a catalog written without one),
+    and the absolute paths of its patch index and shard index (None where it links none)."""
+    catalog_path = Path(catalog_path)
+    try:
+        root = json.loads(catalog_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read the catalog {catalog_path}: {exc}") from exc
+    if not isinstance(root, dict):
+        raise ValueError(f"{catalog_path}: not a STAC catalog (not a JSON object)")
+    patches_href = root.get("assets", {}).get("patches", {}).get("href")
+    index_href = next(
+        (link["href"] for link in root.get("links", []) if link.get("rel") == REL_SHARD_INDEX), None
+    )
+    base = catalog_path.parent
+    generation = root.get(GENERATION_FIELD)
+    return (
+        int(generation) if isinstance(generation, int) else None,
+        (base / patches_href).resolve() if patches_href else None,
+        (base / index_href).resolve() if index_href else None,
+    )
 
 
 def _check_records(products: Sequence[ProductRecord], patches: Sequence[PatchRecord]) -> None:
@@ -233,11 +279,14 @@ def _check_records(products: Sequence[ProductRecord], patches: Sequence[PatchRec
             )
 
 
-def _layout() -> CustomLayoutStrategy:
-    """pystac's best-practice layout, except that the root Collection is ``catalog.json``."""
+def _layout(prefix: str = "") -> CustomLayoutStrategy:
+    """pystac's best-practice layout, except that the root Collection is ``catalog.json`` and child
+    collections sit under ``prefix`` (a generation's folder) when one is given."""
 
     def root_as_catalog_json(collection: pystac.Collection, parent_dir: str, is_root: bool) -> str | None:
-        return os.path.join(parent_dir, CATALOG_FILE) if is_root else None
+        if is_root:
+            return os.path.join(parent_dir, CATALOG_FILE)
+        return os.path.join(parent_dir, prefix, collection.id, "collection.json") if prefix else None
 
     return CustomLayoutStrategy(
         collection_func=root_as_catalog_json, fallback_strategy=BestPracticesLayoutStrategy()
@@ -245,7 +294,12 @@ def _layout() -> CustomLayoutStrategy:
 
 
 def _root_collection(
-    config: dict[str, Any], products: Sequence[ProductRecord], *, has_patches: bool, shard_index: str | None
+    config: dict[str, Any],
+    products: Sequence[ProductRecord],
+    *,
+    has_patches: bool,
+    shard_index: str | None,
+    prefix: str = "",
 ) -> pystac.Collection:
     root = pystac.Collection(
         id=config["id"],
@@ -262,7 +316,7 @@ def _root_collection(
         root.add_asset(
             "patches",
             pystac.Asset(
-                href=f"./{PATCH_INDEX_FILE}",
+                href="./" + (f"{prefix}/" if prefix else "") + PATCH_INDEX_FILE,
                 title="Patch index: one stac-geoparquet row per sample (shard, key, footprint, QA, split)",
                 media_type=PARQUET_MEDIA_TYPE,
                 roles=["stac-items"],
@@ -334,11 +388,13 @@ def _child_collections(
         yield child
 
 
-def _add_item_links(item: pystac.Item, out_dir: Path, *, has_patches: bool, shard_index: str | None) -> None:
+def _add_item_links(
+    item: pystac.Item, out_dir: Path, patch_index: Path | None, *, shard_index: str | None
+) -> None:
     """Links from an Item to the patch index and shard index, relative to the Item's final location."""
     item_dir = os.path.dirname(item.get_self_href() or "")
-    if has_patches:
-        href = os.path.relpath(out_dir / PATCH_INDEX_FILE, item_dir)
+    if patch_index is not None:
+        href = os.path.relpath(patch_index, item_dir)
         title = f"Patches of this product: rows with hyper400k:product = {item.id}"
         item.add_link(pystac.Link(REL_PATCHES, href, PARQUET_MEDIA_TYPE, title))
     if shard_index is not None:
@@ -346,13 +402,21 @@ def _add_item_links(item: pystac.Item, out_dir: Path, *, has_patches: bool, shar
         item.add_link(pystac.Link(REL_SHARD_INDEX, href, "application/json", "WebDataset shard index"))
 
 
-def _install(staging: Path, out_dir: Path) -> None:
-    """Move the staged catalog into ``out_dir``: children and the patch index first, ``catalog.json`` last."""
+def _install(staging: Path, out_dir: Path, prefix: str = "") -> None:
+    """Move the staged catalog into ``out_dir``: children and the patch index first, ``catalog.json`` last.
+
+    With ``prefix`` (a generation's folder), the staged entries go into ``out_dir/prefix``, which only this
+    generation uses; entries already there (an earlier attempt at it, or its shard index) are replaced or kept.
+    """
     trash = Path(tempfile.mkdtemp(prefix=".replaced-", dir=staging))
-    new_entries = [p for p in staging.iterdir() if p.name != CATALOG_FILE and not p.name.startswith(".")]
-    stale = _owned_entries(out_dir / CATALOG_FILE) - {p.name for p in new_entries}
+    source, target = staging / prefix, out_dir / prefix
+    source.mkdir(parents=True, exist_ok=True)
+    target.mkdir(parents=True, exist_ok=True)
+    new_entries = [p for p in source.iterdir() if p.name != CATALOG_FILE and not p.name.startswith(".")]
+    top = Path(prefix).parts[0] if prefix else None
+    stale = _owned_entries(out_dir / CATALOG_FILE) - ({top} if top else {p.name for p in new_entries})
     for entry in new_entries:
-        dest = out_dir / entry.name
+        dest = target / entry.name
         if dest.exists():
             os.rename(dest, trash / entry.name)
         os.rename(entry, dest)

@@ -147,8 +147,17 @@ def build(
     splits: Annotated[str, typer.Option(help="train,val,test fractions.")] = "0.8,0.1,0.1",
     seed: Annotated[int, typer.Option(help="Seed for splits and shard mixing.")] = 0,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    window: Annotated[
+        int, typer.Option(min=1, help="Products per packing task (one sensor × level, mixed in its shards).")
+    ] = 8,
+    verify: Annotated[
+        bool, typer.Option("--verify", help="Check the sha256 of every committed shard, not only its size.")
+    ] = False,
 ) -> None:
-    """Build the corpus: tile + filter every product, pack shards, write the STAC catalog and report."""
+    """Build the corpus: tile + filter every product, pack shards, write the STAC catalog and report.
+
+    Re-running adds new products, drops removed ones and repairs missing or damaged shards; the output
+    changes from one consistent generation to the next."""
     from hyper400k.presets import get_preset
     from pipelines.build import BuildConfig
     from pipelines.build import build as run_build
@@ -165,6 +174,8 @@ def build(
             seed=seed,
             shard_bytes=int(shard_mb * 1e6),
             progress=progress,
+            window_products=window,
+            verify=verify,
         )
         result = run_build(config, on_stage=lambda message: err.print(f"[cyan]{message}[/cyan]"))
     except (ProductError, ValueError, OSError) as exc:
@@ -182,16 +193,19 @@ def build(
 @app.command()
 def verify(
     directory: Annotated[
-        Path, typer.Argument(help="A build's shards/ folder (with index.json), or the build folder.")
+        Path, typer.Argument(help="A build folder (with catalog.json), or a shard folder with index.json.")
     ],
     samples: Annotated[bool, typer.Option(help="Also decode and schema-check every sample.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Check every shard against the index (size, sha256) and every sample against the schema."""
-    from hyper400k.verify import verify_shards
+    """Check every shard against the index (size, sha256) and every sample against the schema; in a build,
+    also cross-check the index, patch table and catalog (counts and keys)."""
+    from hyper400k.verify import verify_build, verify_shards
 
-    shards = directory / "shards" if (directory / "shards" / "index.json").is_file() else directory
-    report = verify_shards(shards, check_samples=samples, progress=not as_json)
+    if (directory / "catalog.json").is_file():
+        report = verify_build(directory, check_samples=samples, progress=not as_json)
+    else:
+        report = verify_shards(directory, check_samples=samples, progress=not as_json)
     typer.echo(report.to_json() if as_json else report.to_text())
     if not report.ok:
         raise typer.Exit(code=1)
@@ -212,7 +226,9 @@ def stats(
     ]
     title = f"{directory}: {summary['samples']} samples in {summary['shards']} shards"
     typer.echo(format_table(("group", "products", "flight lines", "samples", "dropped"), rows, title))
-    typer.echo(f"samples per split: {summary['samples_per_split']}; failed products: {summary['products_failed']}")
+    typer.echo(
+        f"samples per split: {summary['samples_per_split']}; failed products: {summary['products_failed']}"
+    )
 
 
 @app.command()
