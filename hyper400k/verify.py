@@ -38,6 +38,9 @@ class VerifyReport:
 
     directory: str
     problems: list[str] = field(default_factory=list)
+    # Files beside a build's committed generation that it does not use: what a running or killed build
+    # left (the next build commits or removes them). Readers never see them, so they are not problems.
+    uncommitted: list[str] = field(default_factory=list)
     shards_checked: int = 0
     samples_checked: int = 0
 
@@ -52,6 +55,9 @@ class VerifyReport:
             f"{status}: {self.shards_checked} shards, {self.samples_checked} samples in {self.directory}"
         ]
         lines += [f"  - {problem}" for problem in self.problems]
+        if self.uncommitted:
+            lines.append("Outside the committed generation (the next build commits or removes them):")
+            lines += [f"  - {name}" for name in self.uncommitted]
         return "\n".join(lines)
 
     def to_json(self) -> str:
@@ -87,6 +93,7 @@ def verify_shards(
     check_samples: bool = True,
     progress: bool = False,
     keys: dict[str, list[str]] | None = None,
+    generation: int | None = None,
 ) -> VerifyReport:
     """Check the shards listed in ``directory/index.json`` (or the index file ``directory``) and report every
     problem found.
@@ -95,7 +102,8 @@ def verify_shards(
     ``*.tar`` (or leftover ``*.tar.tmp``) sits in the shard folder. With ``check_samples``, also decodes every
     sample through :meth:`Sample.decode` (the schema check), compares per-shard sample counts with the index,
     and reports keys that occur more than once across the corpus. ``keys``, when given, receives the sample
-    keys of every readable shard (by index name), for cross-checks against the patch table.
+    keys of every readable shard (by index name), for cross-checks against the patch table. With
+    ``generation`` (the index is a build generation's), unlisted files are listed as ``uncommitted``.
     """
     directory = Path(directory)
     index_path = directory if directory.is_file() else directory / INDEX_NAME
@@ -108,7 +116,7 @@ def verify_shards(
     directory = index_root(index_path, index)
     entries = index["shards"]
     listed = [entry["name"] for entry in entries]
-    _check_listing(directory, listed, report)
+    _check_listing(directory, listed, report, report.problems if generation is None else report.uncommitted)
     if index["total_samples"] != sum(entry["samples"] for entry in entries):
         report.problems.append(f"{INDEX_NAME}: total_samples disagrees with the sum over shards")
     if index["total_bytes"] != sum(entry["bytes"] for entry in entries):
@@ -138,8 +146,9 @@ def _header_keys(path: Path, name: str, report: VerifyReport) -> list[str]:
         return []
 
 
-def _check_listing(directory: Path, listed: list[str], report: VerifyReport) -> None:
-    """Report repeated index entries, unlisted shards and temp files left by an interrupted write.
+def _check_listing(directory: Path, listed: list[str], report: VerifyReport, unlisted: list[str]) -> None:
+    """Report repeated index entries, and (into ``unlisted``) unlisted shards and temp files left by an
+    interrupted write.
 
     Shards may sit in subfolders (index names like ``aviris-ng-L1/aviris-ng-L1-000000.tar``), so the whole tree
     is searched.
@@ -150,9 +159,9 @@ def _check_listing(directory: Path, listed: list[str], report: VerifyReport) -> 
     for path in sorted(directory.rglob("*.tar")):
         name = path.relative_to(directory).as_posix()
         if name not in names:
-            report.problems.append(f"{name}: shard not listed in {INDEX_NAME}")
+            unlisted.append(f"{name}: shard not listed in {INDEX_NAME}")
     for path in sorted(directory.rglob(f"*.tar{TEMP_SUFFIX}")):
-        report.problems.append(
+        unlisted.append(
             f"{path.relative_to(directory).as_posix()}: unfinished temp shard (an interrupted write)"
         )
 
@@ -225,7 +234,9 @@ def verify_build(build_dir: Path, *, check_samples: bool = True, progress: bool 
     if index_path is None or not index_path.is_file():
         return VerifyReport(str(build_dir), problems=[f"{CATALOG_FILE}: links no readable shard index"])
     keys: dict[str, list[str]] = {}
-    report = verify_shards(index_path, check_samples=check_samples, progress=progress, keys=keys)
+    report = verify_shards(
+        index_path, check_samples=check_samples, progress=progress, keys=keys, generation=generation
+    )
     report.directory = str(build_dir)
     try:
         index = read_index(index_path)

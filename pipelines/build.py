@@ -39,6 +39,7 @@ from hyper400k.splits import split_flight_lines
 from hyper400k.stac import CATALOG_FILE
 from pipelines.catalog import write_catalog
 from pipelines.generation import (
+    Committed,
     FreshWindow,
     Plan,
     collect_garbage,
@@ -112,9 +113,15 @@ def discover(
 
 
 def plan_jobs(
-    paths: Iterable[Path], config: BuildConfig, sources: dict[Path, str] | None = None
+    paths: Iterable[Path],
+    config: BuildConfig,
+    sources: dict[Path, str] | None = None,
+    pinned: dict[str, str] | None = None,
 ) -> tuple[list[ProductJob], list[dict[str, Any]]]:
-    """One job per product, splits assigned by flight line; duplicates and headers without data are failures."""
+    """One job per product, splits assigned by flight line; duplicates and headers without data are failures.
+
+    ``pinned`` holds the splits of flight lines an earlier generation committed: they keep them, so adding
+    flight lines to a small build never moves the ones already packed."""
     work = config.output / "work"
     seen: dict[str, Path] = {}
     refused: list[dict[str, Any]] = []  # products refused before tiling: duplicates, missing data files
@@ -142,6 +149,7 @@ def plan_jobs(
         seen[product_id] = path
         staged.append((data_path, product_id, name.flight_line if name else product_id, path))
     splits = split_flight_lines(sorted({fl for _, _, fl, _ in staged}), config.split_fractions, config.seed)
+    splits.update({line: split for line, split in (pinned or {}).items() if line in splits})
     sources = sources or {}
     jobs = [
         ProductJob(
@@ -177,7 +185,22 @@ def build_settings(config: BuildConfig) -> dict[str, Any]:
         "stride": grid.stride,
         "shard_bytes": config.shard_bytes,
         "seed": config.seed,
+        "split_fractions": dict(sorted(config.split_fractions.items())),
     }
+
+
+def committed_splits(work: Path, committed: Committed | None, settings: dict[str, Any]) -> dict[str, str]:
+    """``{flight line: split}`` of the products the committed generation holds, when it was built with the
+    same settings (other split fractions or seed re-split everything, as asked)."""
+    if committed is None or committed.index.get("settings") != settings:
+        return {}
+    pinned = {}
+    for window in committed.windows:
+        for product_id in window["products"]:
+            record = load_record(work, product_id)
+            if record is not None:
+                pinned[record["flight_line"]] = record["split"]
+    return pinned
 
 
 def build(config: BuildConfig, on_stage: Callable[[str], None] | None = None) -> BuildResult:
@@ -187,11 +210,11 @@ def build(config: BuildConfig, on_stage: Callable[[str], None] | None = None) ->
     output.mkdir(parents=True, exist_ok=True)
     stage("discovering products")
     paths, failures, sources = discover(config.input, output / "downloads", config.progress)
-    jobs, refused = plan_jobs(paths, config, sources)
-    failures += refused
     settings = build_settings(config)
     committed = load_committed(output)
     work = output / "work"
+    jobs, refused = plan_jobs(paths, config, sources, committed_splits(work, committed, settings))
+    failures += refused
     records = {job.product_id: load_record(work, job.product_id) for job in jobs}
     plan = plan_generation(
         output,
