@@ -15,7 +15,7 @@ Only those entries are written; other files in ``out_dir`` (shards, reports) are
 
 Items carry the full per-band list (centre wavelength and FWHM in **micrometres**, as the eo extension
 requires), the rotated affine as ``proj:transform`` in rasterio order ``[a, b, c, d, e, f]``, file sizes
-and multihash checksums, the split (``ml-aoi:split``; our ``val`` is the extension's ``validate``),
+and multihash checksums, the split (``ml-aoi:split``: the build's split names are the extension's),
 sun/view angles where an ``obs`` companion gave them, and ``hyper400k:*`` QA counts. Source files are
 referenced by absolute path: they live outside the catalog folder.
 
@@ -55,7 +55,7 @@ from shapely.geometry.polygon import orient
 
 from hyper400k.scene import REFLECTANCE_UNITS
 from hyper400k.sensors import sensor as sensor_spec
-from hyper400k.splits import SPLITS, STAC_SPLIT
+from hyper400k.splits import SPLITS, canonical_split
 
 EXT_EO = "https://stac-extensions.github.io/eo/v2.0.0/schema.json"
 EXT_PROJ = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
@@ -79,7 +79,6 @@ GENERATION_FIELD = "hyper400k:generation"
 GENERATIONS_DIR = "generations"
 STAGING_PREFIX = ".stac-staging-"
 
-_STAC_TO_SPLIT = {stac: ours for ours, stac in STAC_SPLIT.items()}
 _EPSG_CODE = re.compile(r"^EPSG:\d+$", re.IGNORECASE)
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 _MULTIHASH_SHA256 = re.compile(r"^1220[0-9a-f]{64}$")
@@ -362,7 +361,7 @@ def _child_collections(
             "instruments": sorted({spec.instrument}),
             "platform": sorted({spec.platform}),
             "processing:level": [PROCESSING_LEVEL[level]],
-            "ml-aoi:split": sorted({STAC_SPLIT[r.split] for r in records}),
+            "ml-aoi:split": sorted({r.split for r in records}),
             "hyper400k:band_count": sorted({int(r.meta["bands"]) for r in records}),
         }
         if gsds:
@@ -459,7 +458,7 @@ def _product_item(record: ProductRecord) -> pystac.Item:
         "platform": spec.platform,
         "instruments": [spec.instrument],
         "processing:level": PROCESSING_LEVEL[meta["level"]],
-        "ml-aoi:split": STAC_SPLIT[record.split],
+        "ml-aoi:split": record.split,
         **_projection(meta),
         "hyper400k:sensor": meta["sensor"],
         "hyper400k:level": meta["level"],
@@ -708,7 +707,7 @@ def _patch_item(
         "hyper400k:product": patch.product_id,
         "hyper400k:sensor": patch.sensor,
         "hyper400k:level": patch.level,
-        "ml-aoi:split": STAC_SPLIT[patch.split],
+        "ml-aoi:split": patch.split,
         "hyper400k:row": int(patch.row),
         "hyper400k:col": int(patch.col),
         "hyper400k:footprint": source,
@@ -741,8 +740,8 @@ def read_patch_index(
 ) -> pa.Table:
     """Rows of the patch index (a ``patches.parquet`` file or a folder of them) matching every filter given.
 
-    Filters are pushed down to the parquet scan, so shards are never opened. ``split`` accepts our names
-    (``train``/``val``/``test``) and the ml-aoi ones (``validate``). ``expression`` is any further pyarrow
+    Filters are pushed down to the parquet scan, so shards are never opened. ``split`` takes the ml-aoi
+    names the build uses (``train``/``validate``/``test``; ``val`` is read as ``validate``). ``expression`` is any further pyarrow
     filter, e.g. ``pc.field("qa:cloud_score") < 0.1``. Call ``.to_pandas()`` on the result for pandas.
     """
     conditions = []
@@ -750,7 +749,7 @@ def read_patch_index(
         ("hyper400k:sensor", sensor),
         ("hyper400k:level", level),
         ("hyper400k:product", product),
-        ("ml-aoi:split", None if split is None else [STAC_SPLIT.get(s, s) for s in _as_list(split)]),
+        ("ml-aoi:split", None if split is None else [canonical_split(s) for s in _as_list(split)]),
     ):
         if wanted is not None:
             conditions.append(pc.field(column).isin(_as_list(wanted)))

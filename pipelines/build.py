@@ -35,7 +35,7 @@ from hyper400k.product import is_product_file
 from hyper400k.readers.metadata import product_id_of
 from hyper400k.sensors import identify
 from hyper400k.shards import ShardError
-from hyper400k.splits import split_flight_lines
+from hyper400k.splits import DEFAULT_FRACTIONS, split_flight_lines
 from hyper400k.stac import CATALOG_FILE
 from pipelines.catalog import write_catalog
 from pipelines.generation import (
@@ -52,7 +52,6 @@ from pipelines.product_task import ProductJob, load_record, run_product
 from pipelines.report import write_report
 
 log = logging.getLogger(__name__)
-DEFAULT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
 
 
 @dataclass

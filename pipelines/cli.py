@@ -144,7 +144,7 @@ def build(
     ] = None,
     stride: Annotated[int | None, typer.Option(help="Stride (default: the tile size).")] = None,
     shard_mb: Annotated[float, typer.Option(help="Target shard size in MB.")] = 1000.0,
-    splits: Annotated[str, typer.Option(help="train,val,test fractions.")] = "0.8,0.1,0.1",
+    splits: Annotated[str, typer.Option(help="train,validate,test fractions.")] = "0.8,0.1,0.1",
     seed: Annotated[int, typer.Option(help="Seed for splits and shard mixing.")] = 0,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     window: Annotated[
@@ -159,11 +159,12 @@ def build(
     Re-running adds new products, drops removed ones and repairs missing or damaged shards; the output
     changes from one consistent generation to the next."""
     from hyper400k.presets import get_preset
+    from hyper400k.splits import SPLITS
     from pipelines.build import BuildConfig
     from pipelines.build import build as run_build
 
     try:
-        fractions = dict(zip(("train", "val", "test"), (float(v) for v in splits.split(",")), strict=True))
+        fractions = dict(zip(SPLITS, (float(v) for v in splits.split(",")), strict=True))
         config = BuildConfig(
             input=input,
             output=output,

@@ -14,11 +14,13 @@ from typer.testing import CliRunner
 from hyper400k.presets import get_preset
 from hyper400k.sample import Sample
 from hyper400k.shards import index_root, iter_encoded, read_index
+from hyper400k.splits import SPLITS
 from hyper400k.stac import catalog_generation, read_patch_index, validate_catalog
 from hyper400k.synth import generate
 from hyper400k.verify import verify_build
 from pipelines.build import BuildConfig, build
 from pipelines.cli import app
+from specaware.data import open_shards
 
 LINES, SAMPLES, TILE = 200, 144, 64
 
@@ -105,6 +107,31 @@ def test_splits_are_by_flight_line(built):
     for _, sample in all_samples(output):
         split_of[sample.meta["flight_line"]].add(sample.meta["split"])
     assert all(len(splits) == 1 for splits in split_of.values())  # L1 and L2 of a flight line share it
+
+
+def test_the_split_is_one_word_everywhere(built):
+    """meta.json, the shard folder, the patch table, the STAC Item and the loader filter agree."""
+    output, _ = built
+    patches, _ = committed(output)
+    table = read_patch_index(patches, columns=["id", "ml-aoi:split", "hyper400k:product"]).to_pydict()
+    in_table = dict(zip(table["id"], table["ml-aoi:split"], strict=True))
+    item_split = {
+        json.loads(path.read_text())["id"]: json.loads(path.read_text())["properties"]["ml-aoi:split"]
+        for path in output.glob("generations/*/*/*/*.json")
+    }
+    product_of = dict(zip(table["id"], table["hyper400k:product"], strict=True))
+    seen = set()
+    for shard, sample in all_samples(output):
+        split = sample.meta["split"]
+        seen.add(split)
+        assert split in SPLITS and shard.split("/")[1] == split == in_table[sample.key]
+        assert item_split[product_of[sample.key]] == split
+    assert seen == set(SPLITS)
+    for split in SPLITS:
+        wanted = {key for key, value in in_table.items() if value == split}
+        selected = open_shards(output, split=split)
+        assert sum(shard.samples for shard in selected.shards) == len(wanted)
+        assert all(f"/{split}/" in shard.path.as_posix() for shard in selected.shards)
 
 
 def test_catalog_validates_and_patch_index_is_queryable(built):

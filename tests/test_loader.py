@@ -121,7 +121,7 @@ def test_every_way_of_opening_finds_the_same_shards(corpus: Path) -> None:
 
 
 def test_a_split_is_a_path_pattern(corpus: Path, samples: dict) -> None:
-    for split in ("train", "val", "test"):
+    for split in ("train", "validate", "test"):
         shards = open_shards(str(corpus / "shards" / "*" / split / "*.tar"))
         streamed = {
             key
