@@ -287,7 +287,7 @@ def run_plan(
         bar.close()
     for spec_products, outcome in outcomes:
         if isinstance(outcome, dict):
-            packed.append(WindowRecord(outcome["window_id"], outcome["products"], outcome["shards"]))
+            packed.append(WindowRecord(**outcome))
         else:
             failures += [
                 {"status": "failed", "product_id": p, "path": p, "reason": f"packing failed: {outcome!r}"}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -58,6 +59,7 @@ class WindowRecord:
     window_id: str
     products: list[str]
     shards: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0  # how long packing took (what the scale benchmark sums)
 
     def shard_names(self) -> list[str]:
         return [shard["name"] for shard in self.shards]
@@ -72,7 +74,7 @@ def load_window_record(output: Path, window_id: str) -> WindowRecord | None:
     if not path.is_file():
         return None
     data = json.loads(path.read_text())
-    return WindowRecord(data["window_id"], data["products"], data["shards"])
+    return WindowRecord(data["window_id"], data["products"], data["shards"], data.get("seconds", 0.0))
 
 
 def pack_window(spec: WindowSpec, *records: dict[str, Any]) -> dict[str, Any]:
@@ -82,6 +84,7 @@ def pack_window(spec: WindowSpec, *records: dict[str, Any]) -> dict[str, Any]:
     retried by the next build); a derived window takes none.
     """
     output = Path(spec.output)
+    start = time.perf_counter()
     if spec.source_shards:
         products = sorted(spec.keep)
         route = _route_derived(output, spec)
@@ -107,7 +110,7 @@ def pack_window(spec: WindowSpec, *records: dict[str, Any]) -> dict[str, Any]:
     for (group, split), writer in sorted(writers.items()):
         for info in writer.close():
             shards.append(asdict(info) | {"name": f"{group}/{split}/{info.name}"})
-    record = WindowRecord(spec.window_id, products, shards)
+    record = WindowRecord(spec.window_id, products, shards, time.perf_counter() - start)
     path = window_record_path(output, spec.window_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
