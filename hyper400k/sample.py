@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from hyper400k.splits import SPLITS
+
 SCHEMA_VERSION = 1
 MEMBERS = ("data.npy", "valid.npy", "meta.json")
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_\-]+_r\d+_c\d+$")
@@ -45,7 +47,6 @@ META_FIELDS: dict[str, type | tuple[type, ...]] = {
     "split": str,
     "preset": str,
 }
-SPLITS = ("train", "val", "test")
 _UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9_\-]")
 
 

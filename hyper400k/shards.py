@@ -356,19 +356,18 @@ def iter_encoded(tar_path: Path, *, fileobj: BinaryIO | None = None) -> Iterator
             yield key, members
 
 
-def count_samples(tar_path: Path) -> int:
-    """The number of samples in a shard or spool tar, from its headers alone (member data is skipped)."""
+def shard_keys(tar_path: Path) -> list[str]:
+    """The sample keys of a shard or spool tar in order, from its headers alone (member data is skipped)."""
     path = Path(tar_path)
     size = path.stat().st_size
-    count = 0
-    previous: str | None = None
+    keys: list[str] = []
     pending_name: str | None = None
     with open(path, "rb") as stream:
         while True:
             offset = stream.tell()
             header = _read_exact(stream, _BLOCK, path, f"the header at byte {offset}")
             if header == bytes(_BLOCK):
-                return count
+                return keys
             try:
                 info = tarfile.TarInfo.frombuf(header, "utf-8", "surrogateescape")
             except tarfile.HeaderError as exc:
@@ -385,9 +384,15 @@ def count_samples(tar_path: Path) -> int:
                 )
             elif info.type in tarfile.REGULAR_TYPES:
                 member_key, _ = _split_name(pending_name or info.name, path)
-                count += member_key != previous
-                previous, pending_name = member_key, None
+                if not keys or keys[-1] != member_key:
+                    keys.append(member_key)
+                pending_name = None
             stream.seek(end)
+
+
+def count_samples(tar_path: Path) -> int:
+    """The number of samples in a shard or spool tar, from its headers alone (member data is skipped)."""
+    return len(shard_keys(tar_path))
 
 
 def interleave(sources: list[Path], seed: int, *, max_open: int = 64) -> Iterator[Encoded]:
@@ -452,6 +457,14 @@ def write_index(out_dir: Path, shards: list[ShardInfo], extra: dict[str, Any] | 
         raise _write_error(final, exc) from exc
     _fsync_directory(out_dir)
     return final
+
+
+def index_root(index_path: Path, index: dict[str, Any]) -> Path:
+    """The folder that the shard names of an index are relative to: the index's own folder, or its ``base``
+    (a relative path such as ``"../.."``: a build keeps one index per generation outside the shard tree)."""
+    path = Path(index_path)
+    folder = path.parent if path.name == INDEX_NAME or path.suffix == ".json" else path
+    return Path(os.path.normpath(folder / index.get("base", ".")))
 
 
 def read_index(path: Path) -> dict[str, Any]:

@@ -16,10 +16,17 @@ import hashlib
 import math
 from collections.abc import Iterable, Mapping
 
-SPLITS = ("train", "val", "test")
-DEFAULT_FRACTIONS: Mapping[str, float] = {"train": 0.8, "val": 0.1, "test": 0.1}
-# The STAC ml-aoi v0.2.0 extension spells the validation split "validate".
-STAC_SPLIT = {"train": "train", "val": "validate", "test": "test"}
+# The split names of the STAC ml-aoi v0.2.0 extension, used as they are everywhere: sample meta.json, shard
+# folders, STAC items, the patch table and loader filters, so a split is the same word wherever it is read.
+SPLITS = ("train", "validate", "test")
+DEFAULT_FRACTIONS: Mapping[str, float] = {"train": 0.8, "validate": 0.1, "test": 0.1}
+# The short spelling accepted on input (fractions, filters) for the validation split.
+SPLIT_ALIASES = {"val": "validate"}
+
+
+def canonical_split(name: str) -> str:
+    """A split name as :data:`SPLITS` spells it (``val`` is ``validate``)."""
+    return SPLIT_ALIASES.get(name, name)
 
 
 def check_fractions(fractions: Mapping[str, float]) -> dict[str, float]:
@@ -27,10 +34,13 @@ def check_fractions(fractions: Mapping[str, float]) -> dict[str, float]:
 
     Raises ``ValueError`` for unknown split names, negative or non-finite values, or a sum other than 1.
     """
-    unknown = set(fractions) - set(SPLITS)
-    if unknown:
-        raise ValueError(f"unknown split names {sorted(unknown)}; expected a subset of {SPLITS}")
-    full = {name: float(fractions.get(name, 0.0)) for name in SPLITS}
+    given = {canonical_split(name): value for name, value in fractions.items()}
+    unknown = set(given) - set(SPLITS)
+    if unknown or len(given) != len(fractions):
+        raise ValueError(
+            f"unknown or repeated split names in {sorted(fractions)}; expected a subset of {SPLITS}"
+        )
+    full = {name: float(given.get(name, 0.0)) for name in SPLITS}
     for name, value in full.items():
         if not math.isfinite(value) or value < 0:
             raise ValueError(f"fraction of {name!r} must be a finite number >= 0, got {value!r}")

@@ -15,7 +15,7 @@ Only those entries are written; other files in ``out_dir`` (shards, reports) are
 
 Items carry the full per-band list (centre wavelength and FWHM in **micrometres**, as the eo extension
 requires), the rotated affine as ``proj:transform`` in rasterio order ``[a, b, c, d, e, f]``, file sizes
-and multihash checksums, the split (``ml-aoi:split``; our ``val`` is the extension's ``validate``),
+and multihash checksums, the split (``ml-aoi:split``: the build's split names are the extension's),
 sun/view angles where an ``obs`` companion gave them, and ``hyper400k:*`` QA counts. Source files are
 referenced by absolute path: they live outside the catalog folder.
 
@@ -55,7 +55,7 @@ from shapely.geometry.polygon import orient
 
 from hyper400k.scene import REFLECTANCE_UNITS
 from hyper400k.sensors import sensor as sensor_spec
-from hyper400k.splits import SPLITS, STAC_SPLIT
+from hyper400k.splits import SPLITS, canonical_split
 
 EXT_EO = "https://stac-extensions.github.io/eo/v2.0.0/schema.json"
 EXT_PROJ = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
@@ -75,8 +75,10 @@ PROCESSING_LEVEL = {"L1": "L1B", "L2": "L2A"}
 # Custom link relations (STAC allows any rel; these name what they point at).
 REL_PATCHES = "hyper400k:patches"
 REL_SHARD_INDEX = "hyper400k:shard-index"
+GENERATION_FIELD = "hyper400k:generation"
+GENERATIONS_DIR = "generations"
+STAGING_PREFIX = ".stac-staging-"
 
-_STAC_TO_SPLIT = {stac: ours for ours, stac in STAC_SPLIT.items()}
 _EPSG_CODE = re.compile(r"^EPSG:\d+$", re.IGNORECASE)
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 _MULTIHASH_SHA256 = re.compile(r"^1220[0-9a-f]{64}$")
@@ -180,6 +182,7 @@ def build_catalog(
     *,
     collection_config: Path | None = None,
     shard_index: str | None = None,
+    generation: int | None = None,
 ) -> Path:
     """Write the catalog and patch index under ``out_dir`` and return the path of ``catalog.json``.
 
@@ -188,29 +191,71 @@ def build_catalog(
     and then moved into place with ``catalog.json`` last, so readers see the old or the new catalog,
     and a failed build leaves the old one. Entries the previous catalog owned and the new one does not
     (a child collection of a sensor no longer present) are removed; nothing else in ``out_dir`` is.
+
+    With ``generation``, everything but ``catalog.json`` goes to ``generations/<generation>/`` (see
+    :func:`generation_dir`), a folder no earlier generation uses, and the root records the number as
+    ``hyper400k:generation``: the small ``catalog.json``, renamed into place last, is then the one switch
+    from the previous generation to this one, and the previous generation stays whole until it is removed.
     """
     config = load_collection_config(collection_config)
     _check_records(products, patches)
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".stac-staging-", dir=out_dir))
+    prefix = "" if generation is None else generation_dir(generation)
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out_dir))
     try:
-        root = _root_collection(config, products, has_patches=bool(patches), shard_index=shard_index)
+        root = _root_collection(
+            config, products, has_patches=bool(patches), shard_index=shard_index, prefix=prefix
+        )
+        if generation is not None:
+            root.extra_fields[GENERATION_FIELD] = int(generation)
         items = {record.product_id: _product_item(record) for record in products}
         for child in _child_collections(root.id, config, products, items):
             root.add_child(child)
-        root.normalize_hrefs(str(out_dir), strategy=_layout())
+        root.normalize_hrefs(str(out_dir), strategy=_layout(prefix))
+        patch_index = out_dir / prefix / PATCH_INDEX_FILE
         for item in items.values():
-            _add_item_links(item, out_dir, has_patches=bool(patches), shard_index=shard_index)
+            _add_item_links(item, out_dir, patch_index if patches else None, shard_index=shard_index)
         root.save(pystac.CatalogType.SELF_CONTAINED, dest_href=str(staging))
         if patches:
             footprints = {pid: (item.geometry, item.bbox) for pid, item in items.items()}
             collection_of = {pid: item.collection_id for pid, item in items.items()}
-            _write_patch_index(staging / PATCH_INDEX_FILE, patches, footprints, collection_of, root, staging)
-        _install(staging, out_dir)
+            (staging / prefix).mkdir(parents=True, exist_ok=True)
+            _write_patch_index(
+                staging / prefix / PATCH_INDEX_FILE, patches, footprints, collection_of, root, staging
+            )
+        _install(staging, out_dir, prefix)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out_dir / CATALOG_FILE
+
+
+def generation_dir(generation: int) -> str:
+    """The folder, relative to the catalog, holding everything of one generation but ``catalog.json``."""
+    return f"{GENERATIONS_DIR}/{generation:06d}"
+
+
+def catalog_generation(catalog_path: Path) -> tuple[int | None, Path | None, Path | None]:
+    """What a root ``catalog.json`` commits: its generation number (None for a catalog written without one),
+    and the absolute paths of its patch index and shard index (None where it links none)."""
+    catalog_path = Path(catalog_path)
+    try:
+        root = json.loads(catalog_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read the catalog {catalog_path}: {exc}") from exc
+    if not isinstance(root, dict):
+        raise ValueError(f"{catalog_path}: not a STAC catalog (not a JSON object)")
+    patches_href = root.get("assets", {}).get("patches", {}).get("href")
+    index_href = next(
+        (link["href"] for link in root.get("links", []) if link.get("rel") == REL_SHARD_INDEX), None
+    )
+    base = catalog_path.parent
+    generation = root.get(GENERATION_FIELD)
+    return (
+        int(generation) if isinstance(generation, int) else None,
+        (base / patches_href).resolve() if patches_href else None,
+        (base / index_href).resolve() if index_href else None,
+    )
 
 
 def _check_records(products: Sequence[ProductRecord], patches: Sequence[PatchRecord]) -> None:
@@ -244,11 +289,14 @@ def _check_records(products: Sequence[ProductRecord], patches: Sequence[PatchRec
             )
 
 
-def _layout() -> CustomLayoutStrategy:
-    """pystac's best-practice layout, except that the root Collection is ``catalog.json``."""
+def _layout(prefix: str = "") -> CustomLayoutStrategy:
+    """pystac's best-practice layout, except that the root Collection is ``catalog.json`` and child
+    collections sit under ``prefix`` (a generation's folder) when one is given."""
 
     def root_as_catalog_json(collection: pystac.Collection, parent_dir: str, is_root: bool) -> str | None:
-        return os.path.join(parent_dir, CATALOG_FILE) if is_root else None
+        if is_root:
+            return os.path.join(parent_dir, CATALOG_FILE)
+        return os.path.join(parent_dir, prefix, collection.id, "collection.json") if prefix else None
 
     return CustomLayoutStrategy(
         collection_func=root_as_catalog_json, fallback_strategy=BestPracticesLayoutStrategy()
@@ -256,7 +304,12 @@ def _layout() -> CustomLayoutStrategy:
 
 
 def _root_collection(
-    config: dict[str, Any], products: Sequence[ProductRecord], *, has_patches: bool, shard_index: str | None
+    config: dict[str, Any],
+    products: Sequence[ProductRecord],
+    *,
+    has_patches: bool,
+    shard_index: str | None,
+    prefix: str = "",
 ) -> pystac.Collection:
     root = pystac.Collection(
         id=config["id"],
@@ -273,7 +326,7 @@ def _root_collection(
         root.add_asset(
             "patches",
             pystac.Asset(
-                href=f"./{PATCH_INDEX_FILE}",
+                href="./" + (f"{prefix}/" if prefix else "") + PATCH_INDEX_FILE,
                 title="Patch index: one stac-geoparquet row per sample (shard, key, footprint, QA, split)",
                 media_type=PARQUET_MEDIA_TYPE,
                 roles=["stac-items"],
@@ -319,7 +372,7 @@ def _child_collections(
             "instruments": sorted({spec.instrument}),
             "platform": sorted({spec.platform}),
             "processing:level": [PROCESSING_LEVEL[level]],
-            "ml-aoi:split": sorted({STAC_SPLIT[r.split] for r in records}),
+            "ml-aoi:split": sorted({r.split for r in records}),
             "hyper400k:band_count": sorted({int(r.meta["bands"]) for r in records}),
         }
         if gsds:
@@ -345,11 +398,13 @@ def _child_collections(
         yield child
 
 
-def _add_item_links(item: pystac.Item, out_dir: Path, *, has_patches: bool, shard_index: str | None) -> None:
+def _add_item_links(
+    item: pystac.Item, out_dir: Path, patch_index: Path | None, *, shard_index: str | None
+) -> None:
     """Links from an Item to the patch index and shard index, relative to the Item's final location."""
     item_dir = os.path.dirname(item.get_self_href() or "")
-    if has_patches:
-        href = os.path.relpath(out_dir / PATCH_INDEX_FILE, item_dir)
+    if patch_index is not None:
+        href = os.path.relpath(patch_index, item_dir)
         title = f"Patches of this product: rows with hyper400k:product = {item.id}"
         item.add_link(pystac.Link(REL_PATCHES, href, PARQUET_MEDIA_TYPE, title))
     if shard_index is not None:
@@ -357,13 +412,21 @@ def _add_item_links(item: pystac.Item, out_dir: Path, *, has_patches: bool, shar
         item.add_link(pystac.Link(REL_SHARD_INDEX, href, "application/json", "WebDataset shard index"))
 
 
-def _install(staging: Path, out_dir: Path) -> None:
-    """Move the staged catalog into ``out_dir``: children and the patch index first, ``catalog.json`` last."""
+def _install(staging: Path, out_dir: Path, prefix: str = "") -> None:
+    """Move the staged catalog into ``out_dir``: children and the patch index first, ``catalog.json`` last.
+
+    With ``prefix`` (a generation's folder), the staged entries go into ``out_dir/prefix``, which only this
+    generation uses; entries already there (an earlier attempt at it, or its shard index) are replaced or kept.
+    """
     trash = Path(tempfile.mkdtemp(prefix=".replaced-", dir=staging))
-    new_entries = [p for p in staging.iterdir() if p.name != CATALOG_FILE and not p.name.startswith(".")]
-    stale = _owned_entries(out_dir / CATALOG_FILE) - {p.name for p in new_entries}
+    source, target = staging / prefix, out_dir / prefix
+    source.mkdir(parents=True, exist_ok=True)
+    target.mkdir(parents=True, exist_ok=True)
+    new_entries = [p for p in source.iterdir() if p.name != CATALOG_FILE and not p.name.startswith(".")]
+    top = Path(prefix).parts[0] if prefix else None
+    stale = _owned_entries(out_dir / CATALOG_FILE) - ({top} if top else {p.name for p in new_entries})
     for entry in new_entries:
-        dest = out_dir / entry.name
+        dest = target / entry.name
         if dest.exists():
             os.rename(dest, trash / entry.name)
         os.rename(entry, dest)
@@ -406,7 +469,7 @@ def _product_item(record: ProductRecord) -> pystac.Item:
         "platform": spec.platform,
         "instruments": [spec.instrument],
         "processing:level": PROCESSING_LEVEL[meta["level"]],
-        "ml-aoi:split": STAC_SPLIT[record.split],
+        "ml-aoi:split": record.split,
         **_projection(meta),
         "hyper400k:sensor": meta["sensor"],
         "hyper400k:level": meta["level"],
@@ -475,12 +538,21 @@ def _asset(record: ProductRecord, role: str, path: str) -> pystac.Asset:
 
 
 def _bands(meta: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every band, in file order, with centre wavelength and FWHM in micrometres (non-finite values left out)."""
-    width = max(3, len(str(len(meta["wavelength_nm"]))))
+    """Every band, in file order, with centre wavelength and FWHM in micrometres (non-finite values left out).
+
+    Products of one sensor and processing version share their band table, so tables are built once per
+    distinct table (at archive scale this is most of an Item's cost) and copied per Item."""
+    table = _band_table(tuple(meta["wavelength_nm"]), tuple(meta["fwhm_nm"]), tuple(meta["good_bands"]))
+    return [dict(band) for band in table]
+
+
+@functools.lru_cache(maxsize=64)
+def _band_table(
+    wavelengths: tuple[float, ...], fwhms: tuple[float, ...], goods: tuple[bool, ...]
+) -> tuple[dict[str, Any], ...]:
+    width = max(3, len(str(len(wavelengths))))
     bands = []
-    for i, (wl, fwhm, good) in enumerate(
-        zip(meta["wavelength_nm"], meta["fwhm_nm"], meta["good_bands"], strict=True)
-    ):
+    for i, (wl, fwhm, good) in enumerate(zip(wavelengths, fwhms, goods, strict=True)):
         band: dict[str, Any] = {"name": f"b{i + 1:0{width}d}"}
         if _positive(wl):
             band["eo:center_wavelength"] = round(float(wl) / 1000.0, 12)
@@ -488,7 +560,7 @@ def _bands(meta: dict[str, Any]) -> list[dict[str, Any]]:
             band["eo:full_width_half_max"] = round(float(fwhm) / 1000.0, 12)
         band["hyper400k:good"] = bool(good)
         bands.append(band)
-    return bands
+    return tuple(bands)
 
 
 def _projection(meta: dict[str, Any]) -> dict[str, Any]:
@@ -559,6 +631,9 @@ def _clean_geometry(footprint: dict[str, Any] | None) -> tuple[dict[str, Any] | 
     without one. A one-pixel product's polygon (four equal corners) becomes a Point."""
     if footprint is None:
         return None, None
+    quad = _convex_quad(footprint)
+    if quad is not None:
+        return quad
     geometry = shape(footprint)
     if not geometry.is_valid:
         geometry = shapely.make_valid(geometry)
@@ -567,6 +642,29 @@ def _clean_geometry(footprint: dict[str, Any] | None) -> tuple[dict[str, Any] | 
     if isinstance(geometry, Polygon):
         geometry = orient(geometry, sign=1.0)
     return json.loads(shapely.to_geojson(geometry)), list(geometry.bounds)
+
+
+def _convex_quad(footprint: dict[str, Any]) -> tuple[dict[str, Any], list[float]] | None:
+    """The common case without shapely: a closed ring of four corners forming a strictly convex polygon (a
+    tile's or product's corners under an affine map), returned counter-clockwise with its bbox; None for
+    anything else. Shapely's parse / validate / orient costs ~1 ms per polygon: 7 minutes at 400k patches."""
+    if footprint.get("type") != "Polygon" or len(footprint.get("coordinates", ())) != 1:
+        return None
+    ring = footprint["coordinates"][0]
+    if len(ring) != 5 or list(ring[0]) != list(ring[-1]):
+        return None
+    points = [(float(x), float(y)) for x, y in ring[:4]]
+    turns = [
+        (b[0] - a[0]) * (c[1] - b[1]) - (b[1] - a[1]) * (c[0] - b[0])
+        for a, b, c in zip(points, points[1:] + points[:1], points[2:] + points[:2], strict=True)
+    ]
+    if not (all(t > 0 for t in turns) or all(t < 0 for t in turns)) or not all(map(math.isfinite, turns)):
+        return None
+    if turns[0] < 0:
+        points.reverse()
+    xs, ys = [x for x, _ in points], [y for _, y in points]
+    coordinates = [[x, y] for x, y in points] + [[points[0][0], points[0][1]]]
+    return {"type": "Polygon", "coordinates": [coordinates]}, [min(xs), min(ys), max(xs), max(ys)]
 
 
 def _item_extent(record: ProductRecord) -> tuple[list[float] | None, datetime]:
@@ -658,7 +756,7 @@ def _patch_item(
         "hyper400k:level": patch.level,
         "hyper400k:flight_line": patch.flight_line,
         "hyper400k:segment": patch.segment,
-        "ml-aoi:split": STAC_SPLIT[patch.split],
+        "ml-aoi:split": patch.split,
         "hyper400k:row": int(patch.row),
         "hyper400k:col": int(patch.col),
         "hyper400k:footprint": source,
@@ -691,8 +789,8 @@ def read_patch_index(
 ) -> pa.Table:
     """Rows of the patch index (a ``patches.parquet`` file or a folder of them) matching every filter given.
 
-    Filters are pushed down to the parquet scan, so shards are never opened. ``split`` accepts our names
-    (``train``/``val``/``test``) and the ml-aoi ones (``validate``). ``expression`` is any further pyarrow
+    Filters are pushed down to the parquet scan, so shards are never opened. ``split`` takes the ml-aoi
+    names the build uses (``train``/``validate``/``test``; ``val`` is read as ``validate``). ``expression`` is any further pyarrow
     filter, e.g. ``pc.field("qa:cloud_score") < 0.1``. Call ``.to_pandas()`` on the result for pandas.
     """
     conditions = []
@@ -700,7 +798,7 @@ def read_patch_index(
         ("hyper400k:sensor", sensor),
         ("hyper400k:level", level),
         ("hyper400k:product", product),
-        ("ml-aoi:split", None if split is None else [STAC_SPLIT.get(s, s) for s in _as_list(split)]),
+        ("ml-aoi:split", None if split is None else [canonical_split(s) for s in _as_list(split)]),
     ):
         if wanted is not None:
             conditions.append(pc.field(column).isin(_as_list(wanted)))

@@ -18,7 +18,16 @@ from typing import Any, BinaryIO
 from tqdm import tqdm
 
 from hyper400k.sample import Sample, SchemaError
-from hyper400k.shards import INDEX_NAME, TEMP_SUFFIX, ShardError, iter_encoded, read_index
+from hyper400k.shards import (
+    INDEX_NAME,
+    TEMP_SUFFIX,
+    ShardError,
+    index_root,
+    iter_encoded,
+    read_index,
+    shard_keys,
+)
+from hyper400k.stac import CATALOG_FILE, catalog_generation, read_patch_index
 
 _CHUNK = 1 << 20
 
@@ -29,6 +38,9 @@ class VerifyReport:
 
     directory: str
     problems: list[str] = field(default_factory=list)
+    # Files beside a build's committed generation that it does not use: what a running or killed build
+    # left (the next build commits or removes them). Readers never see them, so they are not problems.
+    uncommitted: list[str] = field(default_factory=list)
     shards_checked: int = 0
     samples_checked: int = 0
 
@@ -43,6 +55,9 @@ class VerifyReport:
             f"{status}: {self.shards_checked} shards, {self.samples_checked} samples in {self.directory}"
         ]
         lines += [f"  - {problem}" for problem in self.problems]
+        if self.uncommitted:
+            lines.append("Outside the committed generation (the next build commits or removes them):")
+            lines += [f"  - {name}" for name in self.uncommitted]
         return "\n".join(lines)
 
     def to_json(self) -> str:
@@ -72,24 +87,36 @@ class _HashingReader:
             pass
 
 
-def verify_shards(directory: Path, *, check_samples: bool = True, progress: bool = False) -> VerifyReport:
-    """Check the shards listed in ``directory/index.json`` and report every problem found.
+def verify_shards(
+    directory: Path,
+    *,
+    check_samples: bool = True,
+    progress: bool = False,
+    keys: dict[str, list[str]] | None = None,
+    generation: int | None = None,
+) -> VerifyReport:
+    """Check the shards listed in ``directory/index.json`` (or the index file ``directory``) and report every
+    problem found.
 
     Checks: each listed shard exists with the recorded size and sha256; the index totals add up; no unlisted
-    ``*.tar`` (or leftover ``*.tar.tmp``) sits in the folder. With ``check_samples``, also decodes every sample
-    through :meth:`Sample.decode` (the schema check), compares per-shard sample counts with the index, and
-    reports keys that occur more than once across the corpus.
+    ``*.tar`` (or leftover ``*.tar.tmp``) sits in the shard folder. With ``check_samples``, also decodes every
+    sample through :meth:`Sample.decode` (the schema check), compares per-shard sample counts with the index,
+    and reports keys that occur more than once across the corpus. ``keys``, when given, receives the sample
+    keys of every readable shard (by index name), for cross-checks against the patch table. With
+    ``generation`` (the index is a build generation's), unlisted files are listed as ``uncommitted``.
     """
     directory = Path(directory)
+    index_path = directory if directory.is_file() else directory / INDEX_NAME
     report = VerifyReport(str(directory))
     try:
-        index = read_index(directory / INDEX_NAME)
+        index = read_index(index_path)
     except ShardError as exc:
         report.problems.append(str(exc))
         return report
+    directory = index_root(index_path, index)
     entries = index["shards"]
     listed = [entry["name"] for entry in entries]
-    _check_listing(directory, listed, report)
+    _check_listing(directory, listed, report, report.problems if generation is None else report.uncommitted)
     if index["total_samples"] != sum(entry["samples"] for entry in entries):
         report.problems.append(f"{INDEX_NAME}: total_samples disagrees with the sum over shards")
     if index["total_bytes"] != sum(entry["bytes"] for entry in entries):
@@ -104,13 +131,24 @@ def verify_shards(directory: Path, *, check_samples: bool = True, progress: bool
             if not path.is_file():
                 report.problems.append(f"{entry['name']}: listed in {INDEX_NAME} but missing")
                 continue
-            _check_shard(path, entry, seen, report, check_samples, bar.update)
+            found = _check_shard(path, entry, seen, report, check_samples, bar.update)
+            if keys is not None:
+                keys[entry["name"]] = found if check_samples else _header_keys(path, entry["name"], report)
             report.shards_checked += 1
     return report
 
 
-def _check_listing(directory: Path, listed: list[str], report: VerifyReport) -> None:
-    """Report repeated index entries, unlisted shards and temp files left by an interrupted write.
+def _header_keys(path: Path, name: str, report: VerifyReport) -> list[str]:
+    try:
+        return shard_keys(path)
+    except ShardError as exc:
+        report.problems.append(f"{name}: {exc.problem}")
+        return []
+
+
+def _check_listing(directory: Path, listed: list[str], report: VerifyReport, unlisted: list[str]) -> None:
+    """Report repeated index entries, and (into ``unlisted``) unlisted shards and temp files left by an
+    interrupted write.
 
     Shards may sit in subfolders (index names like ``aviris-ng-L1/aviris-ng-L1-000000.tar``), so the whole tree
     is searched.
@@ -121,9 +159,9 @@ def _check_listing(directory: Path, listed: list[str], report: VerifyReport) -> 
     for path in sorted(directory.rglob("*.tar")):
         name = path.relative_to(directory).as_posix()
         if name not in names:
-            report.problems.append(f"{name}: shard not listed in {INDEX_NAME}")
+            unlisted.append(f"{name}: shard not listed in {INDEX_NAME}")
     for path in sorted(directory.rglob(f"*.tar{TEMP_SUFFIX}")):
-        report.problems.append(
+        unlisted.append(
             f"{path.relative_to(directory).as_posix()}: unfinished temp shard (an interrupted write)"
         )
 
@@ -135,16 +173,19 @@ def _check_shard(
     report: VerifyReport,
     check_samples: bool,
     on_bytes: Callable[[int], Any],
-) -> None:
-    """Hash one shard and (``check_samples``) decode its samples, in a single sequential read."""
+) -> list[str]:
+    """Hash one shard and (``check_samples``) decode its samples, in a single sequential read; return the
+    keys read."""
     name = entry["name"]
     samples = 0
+    keys: list[str] = []
     with open(path, "rb", buffering=_CHUNK) as stream:
         reader = _HashingReader(stream, on_bytes)
         if check_samples:
             try:
                 for key, members in iter_encoded(path, fileobj=reader):
                     samples += 1
+                    keys.append(key)
                     _check_sample(name, key, members, seen, report)
             except ShardError as exc:
                 report.problems.append(f"{name}: {exc.problem}")
@@ -156,6 +197,7 @@ def _check_shard(
         report.problems.append(f"{name}: sha256 {reader.sha.hexdigest()} differs from the index")
     if check_samples and samples != entry["samples"]:
         report.problems.append(f"{name}: holds {samples} samples, index says {entry['samples']}")
+    return keys
 
 
 def _check_sample(
@@ -172,3 +214,115 @@ def _check_sample(
     except (ValueError, TypeError, EOFError) as exc:
         # Damage that Sample.decode does not turn into a SchemaError (an empty .npy, meta.json not an object).
         report.problems.append(f"{shard}: sample {key}: undecodable: {exc!r}")
+
+
+def verify_build(build_dir: Path, *, check_samples: bool = True, progress: bool = False) -> VerifyReport:
+    """Check a build's committed generation: its shards (as :func:`verify_shards`), and that the shard
+    index, the patch table and the catalog describe the same samples.
+
+    Cross-checks, each mismatch reported by name: every key in a shard has one patch-table row naming that
+    shard and every row names a shard holding its key; per-shard counts agree; every product with patches
+    has an Item and every Item's ``hyper400k:tiles_kept`` equals its rows; the index's windows cover its
+    shards exactly.
+    """
+    build_dir = Path(build_dir)
+    catalog = build_dir / CATALOG_FILE
+    try:
+        generation, patches_path, index_path = catalog_generation(catalog)
+    except ValueError as exc:
+        return VerifyReport(str(build_dir), problems=[str(exc)])
+    if index_path is None or not index_path.is_file():
+        return VerifyReport(str(build_dir), problems=[f"{CATALOG_FILE}: links no readable shard index"])
+    keys: dict[str, list[str]] = {}
+    report = verify_shards(
+        index_path, check_samples=check_samples, progress=progress, keys=keys, generation=generation
+    )
+    report.directory = str(build_dir)
+    try:
+        index = read_index(index_path)
+    except ShardError:
+        return report
+    if generation is not None and index.get("generation") != generation:
+        report.problems.append(
+            f"{INDEX_NAME}: generation {index.get('generation')}, {CATALOG_FILE} commits {generation}"
+        )
+    _check_windows(index, report)
+    if patches_path is None or not patches_path.is_file():
+        report.problems.append(f"{CATALOG_FILE}: links no readable patch table")
+        return report
+    rows = read_patch_index(patches_path, columns=["id", "hyper400k:shard", "hyper400k:product"]).to_pydict()
+    shard_prefix = _shard_href_prefix(build_dir, index_path, index)
+    _check_patch_rows(rows, keys, shard_prefix, report)
+    _check_items(catalog, rows, report)
+    return report
+
+
+def _shard_href_prefix(build_dir: Path, index_path: Path, index: dict[str, Any]) -> str:
+    """What the patch table puts before an index shard name: the shard root relative to the build."""
+    root = index_root(index_path, index).resolve()
+    relative = root.relative_to(build_dir.resolve()).as_posix()
+    return "" if relative == "." else relative + "/"
+
+
+def _check_windows(index: dict[str, Any], report: VerifyReport) -> None:
+    if "windows" not in index:
+        return
+    listed = {entry["name"] for entry in index["shards"]}
+    in_windows = [name for window in index["windows"] for name in window["shards"]]
+    for name in sorted(set(in_windows) - listed):
+        report.problems.append(f"{INDEX_NAME}: window shard {name} is not among the index's shards")
+    for name in sorted(listed - set(in_windows)):
+        report.problems.append(f"{INDEX_NAME}: shard {name} belongs to no window")
+
+
+def _check_patch_rows(
+    rows: dict[str, list[Any]], keys: dict[str, list[str]], prefix: str, report: VerifyReport
+) -> None:
+    """Shards ↔ patch table: the same keys in the same shards."""
+    in_shards = {prefix + name: set(found) for name, found in keys.items()}
+    in_table: dict[str, set[str]] = {}
+    for key, href in zip(rows["id"], rows["hyper400k:shard"], strict=True):
+        in_table.setdefault(href, set()).add(key)
+    for href in sorted(set(in_table) - set(in_shards)):
+        report.problems.append(f"patch table: {len(in_table[href])} rows name {href}, which the index lacks")
+    for href in sorted(in_shards):
+        missing = sorted(in_shards[href] - in_table.get(href, set()))
+        extra = sorted(in_table.get(href, set()) - in_shards[href]) if href in in_table else []
+        for key in missing:
+            report.problems.append(f"patch table: no row for {key} (in {href})")
+        for key in extra:
+            report.problems.append(f"patch table: row {key} names {href}, which does not hold it")
+
+
+def _check_items(catalog: Path, rows: dict[str, list[Any]], report: VerifyReport) -> None:
+    """Catalog ↔ patch table: an Item per product with patches, and matching patch counts."""
+    per_product: dict[str, int] = {}
+    for product in rows["hyper400k:product"]:
+        per_product[product] = per_product.get(product, 0) + 1
+    items = dict(_item_counts(catalog))
+    for product in sorted(set(per_product) - set(items)):
+        report.problems.append(f"catalog: no Item for product {product} ({per_product[product]} patch rows)")
+    for product, kept in sorted(items.items()):
+        if kept != per_product.get(product, 0):
+            report.problems.append(
+                f"catalog: Item {product} says {kept} tiles kept, the patch table has "
+                f"{per_product.get(product, 0)} rows"
+            )
+
+
+def _item_counts(catalog: Path) -> list[tuple[str, int]]:
+    """(product id, tiles kept) of every Item reachable from the root by child and item links."""
+    found = []
+    pending = [catalog.resolve()]
+    while pending:
+        path = pending.pop()
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if data.get("type") == "Feature":
+            found.append((data["id"], int(data.get("properties", {}).get("hyper400k:tiles_kept", 0))))
+        for link in data.get("links", []):
+            if link.get("rel") in ("child", "item") and "://" not in link.get("href", "://"):
+                pending.append((path.parent / link["href"]).resolve())
+    return found

@@ -1,8 +1,15 @@
-"""The dataset build on dask.distributed: products -> spools (one task each) -> mixed shards -> STAC + report.
+"""The dataset build on dask.distributed: products -> spools -> windows of shards -> a committed generation.
 
-Resumable by construction: a product whose ``record.json`` exists is never redone; a failed product
-is recorded with its reason and retried by the next run; shards are packed into a temporary folder
-and swapped in, so a crash never leaves a half shard set behind.
+Every product is a tiling task and every window (a few products of one sensor × level) a packing task,
+all on the Dask workers; the client plans and commits. A window's spools are deleted once its shards are
+durable, so the disk holds the corpus plus the windows in flight. The output is a generation (see
+:mod:`pipelines.generation`): a re-run keeps every intact window byte-identical, packs only new products,
+rewrites only the windows that held a removed product, and repairs missing or damaged shards (size always,
+sha256 with ``verify``), re-tiling their products when the spools are gone.
+
+Resumable: a product whose ``record.json`` exists is not tiled again while its spool is needed and there;
+a window whose record exists is not packed again; a failed product is recorded with its reason and retried by
+the next run; a killed build leaves the previous generation readable and the next run completes the new one.
 """
 
 from __future__ import annotations
@@ -29,14 +36,24 @@ from hyper400k.presets import Preset
 from hyper400k.product import is_product_file
 from hyper400k.readers.metadata import product_id_of
 from hyper400k.sensors import file_role, identify
-from hyper400k.splits import split_flight_lines
+from hyper400k.shards import ShardError
+from hyper400k.splits import DEFAULT_FRACTIONS, split_flight_lines
+from hyper400k.stac import CATALOG_FILE
 from pipelines.catalog import write_catalog
-from pipelines.pack import pack_shards
+from pipelines.generation import (
+    Committed,
+    FreshWindow,
+    Plan,
+    collect_garbage,
+    load_committed,
+    plan_generation,
+    write_generation_index,
+)
+from pipelines.pack import SHARDS, WindowRecord, WindowSpec, load_window_record, pack_window
 from pipelines.product_task import ProductJob, load_record, run_product
 from pipelines.report import write_report
 
 log = logging.getLogger(__name__)
-DEFAULT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
 
 
 @dataclass
@@ -54,6 +71,8 @@ class BuildConfig:
     seed: int = 0
     shard_bytes: int = 1_000_000_000
     progress: bool = True
+    window_products: int = 8  # products per packing task (and the most spools on disk per worker)
+    verify: bool = False  # also check committed shards' sha256 (reads every byte), not only their sizes
 
 
 @dataclass
@@ -96,9 +115,15 @@ def discover(
 
 
 def plan_jobs(
-    paths: Iterable[Path], config: BuildConfig, sources: dict[Path, str] | None = None
+    paths: Iterable[Path],
+    config: BuildConfig,
+    sources: dict[Path, str] | None = None,
+    pinned: dict[str, str] | None = None,
 ) -> tuple[list[ProductJob], list[dict[str, Any]]]:
-    """One job per product, splits assigned by flight line; duplicates and headers without data are failures."""
+    """One job per product, splits assigned by flight line; duplicates and headers without data are failures.
+
+    ``pinned`` holds the splits of flight lines an earlier generation committed: they keep them, so adding
+    flight lines to a small build never moves the ones already packed."""
     work = config.output / "work"
     seen: dict[str, Path] = {}
     refused: list[dict[str, Any]] = []  # products refused before tiling: duplicates, missing data files
@@ -128,6 +153,7 @@ def plan_jobs(
         segments[product_id] = name.segment if name else None
         staged.append((data_path, product_id, name.flight_line if name else product_id, path))
     splits = split_flight_lines(sorted({fl for _, _, fl, _ in staged}), config.split_fractions, config.seed)
+    splits.update({line: split for line, split in (pinned or {}).items() if line in splits})
     sources = sources or {}
     jobs = [
         ProductJob(
@@ -161,66 +187,246 @@ def dask_client(scheduler: str | None, workers: int | None):
             yield client
 
 
-def run_jobs(jobs: list[ProductJob], config: BuildConfig) -> list[dict[str, Any]]:
-    """Run the jobs not yet finished; finished ones are read back from their records."""
-    done = {job.product_id: load_record(Path(job.work_dir), job.product_id) for job in jobs}
-    todo = [
-        job
-        for job in jobs
-        if done[job.product_id] is None or done[job.product_id].get("preset") != job.preset.name
-    ]
-    results = [r for r in done.values() if r is not None and r.get("preset") == config.preset.name]
-    if todo:
-        log.info("%d products to process, %d already done", len(todo), len(jobs) - len(todo))
-    bar = tqdm(total=len(todo), desc="products", unit="product", disable=not config.progress)
-    if config.scheduler == "synchronous":
-        for job in todo:
-            results.append(run_product(job))
-            bar.update()
-    elif todo:
-        with dask_client(config.scheduler, config.workers) as client:
-            futures = client.map(
-                run_product, todo, pure=False, retries=1, key=[f"product-{j.product_id}" for j in todo]
-            )
-            by_key = {f.key: job for f, job in zip(futures, todo, strict=True)}
-            for future in as_completed(futures):
-                job = by_key[future.key]
-                try:
-                    results.append(future.result())
-                except Exception as exc:  # a worker died twice on this product (KilledWorker) or similar
-                    results.append(
-                        {
-                            "status": "failed",
-                            "product_id": job.product_id,
-                            "path": job.path,
-                            "reason": repr(exc),
-                        }
-                    )
-                bar.update()
-    bar.close()
-    return results
+def build_settings(config: BuildConfig) -> dict[str, Any]:
+    """What makes two builds' windows interchangeable: a committed window is kept only under equal settings."""
+    grid = config.preset.grid
+    return {
+        "preset": config.preset.name,
+        "tile": grid.size,
+        "stride": grid.stride,
+        "shard_bytes": config.shard_bytes,
+        "seed": config.seed,
+        "split_fractions": dict(sorted(config.split_fractions.items())),
+    }
+
+
+def committed_splits(work: Path, committed: Committed | None, settings: dict[str, Any]) -> dict[str, str]:
+    """``{flight line: split}`` of the products the committed generation holds, when it was built with the
+    same settings (other split fractions or seed re-split everything, as asked)."""
+    if committed is None or committed.index.get("settings") != settings:
+        return {}
+    pinned = {}
+    for window in committed.windows:
+        for product_id in window["products"]:
+            record = load_record(work, product_id)
+            if record is not None:
+                pinned[record["flight_line"]] = record["split"]
+    return pinned
 
 
 def build(config: BuildConfig, on_stage: Callable[[str], None] | None = None) -> BuildResult:
     """Run the whole build; see the module docstring for the guarantees."""
     stage = on_stage or (lambda message: log.info(message))
-    config.output.mkdir(parents=True, exist_ok=True)
+    output = config.output
+    output.mkdir(parents=True, exist_ok=True)
     stage("discovering products")
-    paths, failures, sources, ignored = discover(config.input, config.output / "downloads", config.progress)
-    jobs, refused = plan_jobs(paths, config, sources)
+    paths, failures, sources, ignored = discover(config.input, output / "downloads", config.progress)
+    settings = build_settings(config)
+    committed = load_committed(output)
+    work = output / "work"
+    jobs, refused = plan_jobs(paths, config, sources, committed_splits(work, committed, settings))
     failures += refused
-    stage(f"tiling {len(jobs)} products")
-    results = run_jobs(jobs, config)
-    records = [r for r in results if r.get("status") == "ok"]
-    failures += [r for r in results if r.get("status") != "ok"]
-    _record_failures(config.output, failures)
-    stage("packing shards")
-    shard_index = pack_shards(config.output, records, config.shard_bytes, config.seed)
-    stage("writing the STAC catalog")
-    catalog_path = write_catalog(config.output, records, shard_index) if records else None
+    records = {job.product_id: load_record(work, job.product_id) for job in jobs}
+    plan = plan_generation(
+        output,
+        jobs,
+        records,
+        committed,
+        settings,
+        window_products=config.window_products,
+        checksum=config.verify,
+    )
+    for window, problems in sorted(plan.repaired.items()):
+        log.warning("window %s is damaged (%s): packing it again", window, "; ".join(problems))
+    stage(f"tiling and packing {len(plan.fresh) + len(plan.derived)} windows of {len(jobs)} products")
+    packed, failed = run_plan(plan, records, config)
+    failures += failed
+    windows = [window for window in plan.kept + packed if window.products]  # not windows of failures only
+    built = [records[p] for w in windows for p in w.products if records.get(p)]
+    catalog_path: Path | None = output / CATALOG_FILE if committed else None
+    if windows and (plan.changed or committed is None):
+        stage(f"writing generation {plan.generation}")
+        write_generation_index(output, plan.generation, windows, built, settings)
+        stage(f"writing the STAC catalog of generation {plan.generation}")
+        catalog_path = write_catalog(output, built, windows, plan.generation)
+        stage(f"committed generation {plan.generation}")
+        committed = load_committed(output)
+    if committed is not None:
+        stage("removing files no generation uses")
+        collect_garbage(output, committed)
+    _record_failures(output, failures)
     stage("writing the report")
-    report_path = write_report(config.output, records, failures, shard_index, ignored)
-    return BuildResult(records, failures, report_path, catalog_path, ignored)
+    report_path = write_report(output, built, failures, committed.index if committed else {}, ignored)
+    return BuildResult(built, failures, report_path, catalog_path, ignored)
+
+
+def run_plan(
+    plan: Plan, records: dict[str, dict[str, Any] | None], config: BuildConfig
+) -> tuple[list[WindowRecord], list[dict[str, Any]]]:
+    """Tile the products that need it and pack every window of ``plan``, as Dask tasks (or in this
+    process with the synchronous scheduler). Windows a killed run already packed are read back.
+
+    ``records`` is updated with every product tiled. Returns the packed windows and the failures (products
+    whose tiling failed, or whose window could not be packed: the next build retries them).
+    """
+    output = config.output
+    packed: list[WindowRecord] = []
+    fresh: list[FreshWindow] = []
+    derived: list[WindowSpec] = []
+    for window in plan.fresh:
+        done = _finished(output, window.spec.window_id)
+        if done:
+            packed.append(done)
+        else:
+            fresh.append(window)
+    for spec in plan.derived:
+        done = _finished(output, spec.window_id)
+        if done:
+            packed.append(done)
+        else:
+            derived.append(spec)
+    tile = [job for w in fresh for job in w.jobs if not _has_spool(job, records.get(job.product_id))]
+    if tile:
+        log.info("%d products to tile, %d windows to pack", len(tile), len(fresh) + len(derived))
+    failures: list[dict[str, Any]] = []
+    bar = tqdm(total=len(tile), desc="products", unit="product", disable=not config.progress)
+    try:
+        if config.scheduler == "synchronous":
+            outcomes = _run_here(fresh, derived, {j.product_id for j in tile}, records, bar)
+        else:
+            outcomes = _run_on_cluster(fresh, derived, {j.product_id for j in tile}, records, config, bar)
+    finally:
+        bar.close()
+    for spec_products, outcome in outcomes:
+        if isinstance(outcome, dict):
+            packed.append(WindowRecord(**outcome))
+        else:
+            failures += [
+                {"status": "failed", "product_id": p, "path": p, "reason": f"packing failed: {outcome!r}"}
+                for p in spec_products
+            ]
+    for product_id, record in list(records.items()):
+        if record is not None and record.get("status") != "ok":
+            failures.append(record)
+            records[product_id] = None
+    return packed, failures
+
+
+def _finished(output: Path, window_id: str) -> WindowRecord | None:
+    """The record of a window a previous (killed) run packed, if its shards are all there."""
+    record = load_window_record(output, window_id)
+    if record is None:
+        return None
+    intact = all(
+        (output / SHARDS / s["name"]).is_file() and (output / SHARDS / s["name"]).stat().st_size == s["bytes"]
+        for s in record.shards
+    )
+    return record if intact else None
+
+
+def _has_spool(job: ProductJob, record: dict[str, Any] | None) -> bool:
+    """The product's record is current and its spool (if it kept any tile) is still on disk."""
+    if record is None or record.get("preset") != job.preset.name or record.get("split") != job.split:
+        return False
+    if record.get("grid") != [job.preset.grid.size, job.preset.grid.stride]:
+        return False
+    return not record["kept"] or Path(record["spool_path"]).is_file()
+
+
+Outcome = tuple[list[str], dict[str, Any] | BaseException]
+
+
+def _run_here(
+    fresh: list[FreshWindow],
+    derived: list[WindowSpec],
+    tile: set[str],
+    records: dict[str, dict[str, Any] | None],
+    bar: tqdm,
+) -> list[Outcome]:
+    outcomes: list[Outcome] = []
+    for window in fresh:
+        for job in window.jobs:
+            if job.product_id in tile:
+                records[job.product_id] = run_product(job)
+                bar.update()
+        members = [records[job.product_id] for job in window.jobs]
+        outcomes.append(_pack_safely(window.spec, [j.product_id for j in window.jobs], members))
+    for spec in derived:
+        outcomes.append(_pack_safely(spec, list(spec.keep), []))
+    return outcomes
+
+
+def _pack_safely(spec: WindowSpec, products: list[str], members: list[Any]) -> Outcome:
+    try:
+        return products, pack_window(spec, *members)
+    except (ShardError, OSError, ValueError) as exc:
+        return products, exc
+
+
+def _run_on_cluster(
+    fresh: list[FreshWindow],
+    derived: list[WindowSpec],
+    tile: set[str],
+    records: dict[str, dict[str, Any] | None],
+    config: BuildConfig,
+    bar: tqdm,
+) -> list[Outcome]:
+    """Product tasks first, in window order; each window's packing task is submitted (ahead of any
+    waiting product task) as soon as its last product is tiled, so spools live about one window long."""
+    outcomes: list[Outcome] = []
+    if not fresh and not derived:
+        return outcomes
+    with dask_client(config.scheduler, config.workers) as client:
+        running = as_completed()
+        window_of: dict[str, FreshWindow] = {}
+        waiting: dict[str, set[str]] = {}
+        products_of: dict[str, list[str]] = {}
+
+        def submit_pack(spec: WindowSpec, members: list[Any], products: list[str]) -> None:
+            key = f"pack-{spec.window_id}"
+            products_of[key] = products
+            running.add(client.submit(pack_window, spec, *members, key=key, priority=10, retries=1))
+
+        def window_ready(window: FreshWindow) -> None:
+            members = [records[job.product_id] for job in window.jobs]
+            submit_pack(window.spec, members, [job.product_id for job in window.jobs])
+
+        for window in fresh:
+            waiting[window.spec.window_id] = set()
+            for job in window.jobs:
+                if job.product_id in tile:
+                    key = f"product-{job.product_id}"
+                    window_of[key] = window
+                    waiting[window.spec.window_id].add(job.product_id)
+                    running.add(client.submit(run_product, job, key=key, pure=False, retries=1))
+            if not waiting[window.spec.window_id]:
+                window_ready(window)
+        for spec in derived:
+            submit_pack(spec, [], list(spec.keep))
+        for future in running:
+            if future.key in products_of:
+                try:
+                    outcomes.append((products_of[future.key], future.result()))
+                except Exception as exc:  # noqa: BLE001 - a window that cannot be packed is retried next run
+                    outcomes.append((products_of[future.key], exc))
+                continue
+            window = window_of[future.key]
+            job = next(j for j in window.jobs if f"product-{j.product_id}" == future.key)
+            try:
+                records[job.product_id] = future.result()
+            except Exception as exc:  # a worker died twice on this product (KilledWorker) or similar
+                records[job.product_id] = {
+                    "status": "failed",
+                    "product_id": job.product_id,
+                    "path": job.path,
+                    "reason": repr(exc),
+                }
+            bar.update()
+            pending = waiting[window.spec.window_id]
+            pending.discard(job.product_id)
+            if not pending:
+                window_ready(window)
+    return outcomes
 
 
 def _record_failures(output: Path, failures: list[dict[str, Any]]) -> None:

@@ -1,21 +1,28 @@
-"""Turn build records into the STAC catalog (products as Items, patches in the stac-geoparquet index)."""
+"""Turn build records into the STAC catalog of one generation (products as Items, patches in the
+stac-geoparquet index); writing it commits the generation (see :mod:`pipelines.generation`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from hyper400k.stac import PatchRecord, ProductRecord, build_catalog
+from hyper400k.shards import INDEX_NAME
+from hyper400k.stac import PatchRecord, ProductRecord, build_catalog, generation_dir
+from pipelines.pack import SHARDS, WindowRecord
 
 
-def write_catalog(output: Path, records: list[dict[str, Any]], shard_index: dict[str, Any]) -> Path:
-    """Write ``output/catalog.json`` (+ collections, items, ``patches.parquet``) for the built products."""
-    key_to_shard = shard_index.get("key_to_shard", {})
+def write_catalog(
+    output: Path, records: list[dict[str, Any]], windows: list[WindowRecord], generation: int
+) -> Path:
+    """Write ``output/catalog.json`` (+ collections, items, ``patches.parquet`` of ``generation``)."""
+    key_to_shard = {
+        key: shard["name"] for window in windows for shard in window.shards for key in shard["keys"]
+    }
     products = [_product_record(r) for r in records]
     patches = [
         PatchRecord(
             key=p["key"],
-            shard=f"shards/{key_to_shard[p['key']]}",
+            shard=f"{SHARDS}/{key_to_shard[p['key']]}",
             product_id=r["product_id"],
             sensor=r["meta"]["sensor"],
             level=r["meta"]["level"],
@@ -32,7 +39,13 @@ def write_catalog(output: Path, records: list[dict[str, Any]], shard_index: dict
         for p in r["patches"]
         if p["key"] in key_to_shard
     ]
-    return build_catalog(output, products, patches, shard_index="shards/index.json")
+    return build_catalog(
+        output,
+        products,
+        patches,
+        shard_index=f"{generation_dir(generation)}/{INDEX_NAME}",
+        generation=generation,
+    )
 
 
 def _product_record(record: dict[str, Any]) -> ProductRecord:

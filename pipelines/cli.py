@@ -134,17 +134,27 @@ def build(
     ] = None,
     stride: Annotated[int | None, typer.Option(help="Stride (default: the tile size).")] = None,
     shard_mb: Annotated[float, typer.Option(help="Target shard size in MB.")] = 1000.0,
-    splits: Annotated[str, typer.Option(help="train,val,test fractions.")] = "0.8,0.1,0.1",
+    splits: Annotated[str, typer.Option(help="train,validate,test fractions.")] = "0.8,0.1,0.1",
     seed: Annotated[int, typer.Option(help="Seed for splits and shard mixing.")] = 0,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    window: Annotated[
+        int, typer.Option(min=1, help="Products per packing task (one sensor × level, mixed in its shards).")
+    ] = 8,
+    verify: Annotated[
+        bool, typer.Option("--verify", help="Check the sha256 of every committed shard, not only its size.")
+    ] = False,
 ) -> None:
-    """Build the corpus: tile + filter every product, pack shards, write the STAC catalog and report."""
+    """Build the corpus: tile + filter every product, pack shards, write the STAC catalog and report.
+
+    Re-running adds new products, drops removed ones and repairs missing or damaged shards; the output
+    changes from one consistent generation to the next."""
     from hyper400k.presets import get_preset
+    from hyper400k.splits import SPLITS
     from pipelines.build import BuildConfig
     from pipelines.build import build as run_build
 
     try:
-        fractions = dict(zip(("train", "val", "test"), (float(v) for v in splits.split(",")), strict=True))
+        fractions = dict(zip(SPLITS, (float(v) for v in splits.split(",")), strict=True))
     except ValueError as exc:
         raise typer.BadParameter(
             f"expected three fractions like 0.8,0.1,0.1, got {splits!r}", param_hint="'--splits'"
@@ -159,6 +169,8 @@ def build(
         seed=seed,
         shard_bytes=int(shard_mb * 1e6),
         progress=progress,
+        window_products=window,
+        verify=verify,
     )
     result = run_build(config, on_stage=lambda message: err.print(f"[cyan]{message}[/cyan]"))
     samples = sum(r["kept"] for r in result.records)
@@ -178,16 +190,19 @@ def build(
 @app.command()
 def verify(
     directory: Annotated[
-        Path, typer.Argument(help="A build's shards/ folder (with index.json), or the build folder.")
+        Path, typer.Argument(help="A build folder (with catalog.json), or a shard folder with index.json.")
     ],
     samples: Annotated[bool, typer.Option(help="Also decode and schema-check every sample.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Check every shard against the index (size, sha256) and every sample against the schema."""
-    from hyper400k.verify import verify_shards
+    """Check every shard against the index (size, sha256) and every sample against the schema; in a build,
+    also cross-check the index, patch table and catalog (counts and keys)."""
+    from hyper400k.verify import verify_build, verify_shards
 
-    shards = directory / "shards" if (directory / "shards" / "index.json").is_file() else directory
-    report = verify_shards(shards, check_samples=samples, progress=not as_json)
+    if (directory / "catalog.json").is_file():
+        report = verify_build(directory, check_samples=samples, progress=not as_json)
+    else:
+        report = verify_shards(directory, check_samples=samples, progress=not as_json)
     typer.echo(report.to_json() if as_json else report.to_text())
     if not report.ok:
         raise typer.Exit(code=EXIT_FAILED)

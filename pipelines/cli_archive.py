@@ -87,7 +87,7 @@ def plan_command(
     plan = plan_build(
         entries, unavailable=unavailable, cores=cores or os.cpu_count() or 1, etl_mb_s_per_core=etl_mb_s
     )
-    typer.echo(json.dumps(plan.to_dict()) if as_json else plan_text(plan, manifest))
+    typer.echo(json.dumps(plan.to_dict(), allow_nan=False) if as_json else plan_text(plan, manifest))
 
 
 def plan_text(plan: BuildPlan, manifest: Path) -> str:

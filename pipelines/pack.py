@@ -1,91 +1,149 @@
-"""Pack per-product spools into final shards: grouped by sensor × level, mixed across flight lines.
+"""Packing as independent tasks: one window of products -> that window's final shards, one split per shard.
 
-Samples are copied as raw tar members (no decoding). The new shard set is written to a temporary
-folder and swapped in whole; a build whose inputs have not changed since the last pack is not re-packed.
+A *window* is a handful of products of one sensor × level (the build plans them; see
+:mod:`pipelines.generation`). Its task mixes the samples of all its products (raw tar members, no decoding)
+and routes each to the shard set of its group and split, ``shards/<sensor>-<level>/<split>/``, so every
+shard holds one band count and one split and a split is a path pattern. Samples stay mixed across the
+window's flight lines; the loader shuffles across shards.
+
+A window is written once under names that carry its id, then never touched: the next generation keeps it
+byte-identical, replaces it by a new window (a product was removed or a shard was damaged), or drops it.
+Its record, ``work/windows/<id>.json``, is written after its shards are durable and before the spools of its
+products are deleted, so a crash at any point either redoes the window or finds it finished.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
-from dataclasses import replace
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from hyper400k.shards import ShardInfo, ShardWriter, interleave, read_index, write_index
+from hyper400k.sample import sample_key
+from hyper400k.shards import ShardInfo, ShardWriter, interleave, iter_encoded
 
 SHARDS = "shards"
-KEYS = "keys.json"
+WINDOWS = "windows"
+_KEY_PRODUCT = re.compile(r"^(.*)_r\d+_c\d+$")
 
 
 def group_name(sensor: str, level: str) -> str:
     return f"{sensor}-{level}"
 
 
-def pack_shards(output: Path, records: list[dict[str, Any]], shard_bytes: int, seed: int) -> dict[str, Any]:
-    """Write ``output/shards/<sensor>-<level>/*.tar``, ``index.json`` and ``keys.json``; return the index
-    with ``key_to_shard`` (sample key -> shard path relative to ``shards/``) added."""
-    final = output / SHARDS
-    fingerprint = _fingerprint(records, shard_bytes, seed)
-    if (final / "index.json").is_file() and (final / KEYS).is_file():
-        current = read_index(final)
-        if current.get("fingerprint") == fingerprint:
-            return {**current, "key_to_shard": json.loads((final / KEYS).read_text())}
-    staging = output / (SHARDS + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    groups: dict[str, list[dict[str, Any]]] = {}
+@dataclass(frozen=True)
+class WindowSpec:
+    """One packing task, as plain data so it pickles to any worker.
+
+    Fresh windows take their samples from the products' spools (``products``: their ``record.json`` dicts
+    arrive as task arguments). A window derived from an earlier one (``source_shards``, paths relative to
+    the build) copies those shards' samples in order, leaving out the keys of products not in ``keep``.
+    """
+
+    window_id: str
+    output: str
+    shard_bytes: int
+    seed: int
+    source_shards: tuple[str, ...] = ()
+    keep: tuple[str, ...] = ()
+
+
+@dataclass
+class WindowRecord:
+    """A packed window: its products, and its shards with their keys (names relative to ``shards/``)."""
+
+    window_id: str
+    products: list[str]
+    shards: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0  # how long packing took (what the scale benchmark sums)
+
+    def shard_names(self) -> list[str]:
+        return [shard["name"] for shard in self.shards]
+
+
+def window_record_path(output: Path, window_id: str) -> Path:
+    return output / "work" / WINDOWS / f"{window_id}.json"
+
+
+def load_window_record(output: Path, window_id: str) -> WindowRecord | None:
+    path = window_record_path(output, window_id)
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    return WindowRecord(data["window_id"], data["products"], data["shards"], data.get("seconds", 0.0))
+
+
+def pack_window(spec: WindowSpec, *records: dict[str, Any]) -> dict[str, Any]:
+    """Write the window's shards, then its record, then delete its products' spools; return the record.
+
+    ``records`` are the product records of a fresh window (failed products among them are left out and
+    retried by the next build); a derived window takes none.
+    """
+    output = Path(spec.output)
+    start = time.perf_counter()
+    if spec.source_shards:
+        products = sorted(spec.keep)
+        route = _route_derived(output, spec)
+    else:
+        packed = sorted((r for r in records if r.get("status") == "ok"), key=lambda r: r["product_id"])
+        products = [r["product_id"] for r in packed]
+        route = _route_fresh(packed, spec.seed)
+    writers: dict[tuple[str, str], ShardWriter] = {}
+    try:
+        for (group, split), key, members in route:
+            writer = writers.get((group, split))
+            if writer is None:
+                folder = output / SHARDS / group / split
+                writer = writers[(group, split)] = ShardWriter(
+                    folder, f"{group}-{split}-{spec.window_id}", spec.shard_bytes
+                )
+            writer.write_encoded(key, members)
+    except BaseException:
+        for writer in writers.values():
+            writer.abort()
+        raise
+    shards: list[dict[str, Any]] = []
+    for (group, split), writer in sorted(writers.items()):
+        for info in writer.close():
+            shards.append(asdict(info) | {"name": f"{group}/{split}/{info.name}"})
+    record = WindowRecord(spec.window_id, products, shards, time.perf_counter() - start)
+    path = window_record_path(output, spec.window_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(asdict(record), allow_nan=False))
+    os.replace(tmp, path)
+    for product in records:  # the shards are durable (fsynced, renamed): the spools have done their job
+        if product.get("spool_path"):
+            Path(product["spool_path"]).unlink(missing_ok=True)
+    return asdict(record)
+
+
+def _route_fresh(records: list[dict[str, Any]], seed: int) -> Iterator[tuple[tuple[str, str], str, dict]]:
+    """Samples of the products' spools, mixed across them, each with the (group, split) it belongs to."""
+    target = {}
     for record in records:
-        if record["kept"]:
-            groups.setdefault(group_name(record["meta"]["sensor"], record["meta"]["level"]), []).append(
-                record
-            )
-    infos: list[ShardInfo] = []
-    key_to_shard: dict[str, str] = {}
-    band_stats: dict[str, Any] = {}
-    for group, members in sorted(groups.items()):
-        spools = [Path(r["spool_path"]) for r in sorted(members, key=lambda r: r["product_id"])]
-        with ShardWriter(staging / group, group, shard_bytes) as writer:
-            for key, payload in interleave(spools, seed):
-                writer.write_encoded(key, payload)
-        for info in writer.shards:
-            named = replace(info, name=f"{group}/{info.name}")
-            infos.append(named)
-            key_to_shard.update(dict.fromkeys(info.keys, named.name))
-        band_stats[group] = merged_band_stats(members)
-    (staging / KEYS).write_text(json.dumps(key_to_shard, allow_nan=False))
-    write_index(
-        staging, infos, extra={"fingerprint": fingerprint, "groups": sorted(groups), "band_stats": band_stats}
-    )
-    _swap(staging, final)
-    return {**read_index(final), "key_to_shard": key_to_shard}
+        where = (group_name(record["meta"]["sensor"], record["meta"]["level"]), record["split"])
+        target.update(dict.fromkeys((p["key"] for p in record["patches"]), where))
+    spools = [Path(r["spool_path"]) for r in records if r["kept"]]
+    for key, members in interleave(spools, seed):
+        yield target[key], key, members
 
 
-def merged_band_stats(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per-band mean and std over every valid pixel of the group's kept samples (for normalisation)."""
-    count = sum(r["band_stats"]["count"] for r in records)
-    total = np.sum([r["band_stats"]["sum"] for r in records if r["band_stats"]["count"]], axis=0)
-    total_sq = np.sum([r["band_stats"]["sum_sq"] for r in records if r["band_stats"]["count"]], axis=0)
-    mean = total / max(count, 1)
-    std = np.sqrt(np.maximum(total_sq / max(count, 1) - mean**2, 0.0))
-    wavelengths = records[0]["meta"]["wavelength_nm"]
-    return {"pixels": count, "wavelength_nm": wavelengths, "mean": mean.tolist(), "std": std.tolist()}
+def _route_derived(output: Path, spec: WindowSpec) -> Iterator[tuple[tuple[str, str], str, dict]]:
+    """Samples of the source shards in order, without those of products outside ``spec.keep``."""
+    keep = {sample_key(product, 0, 0).rpartition("_r")[0] for product in spec.keep}
+    for name in spec.source_shards:
+        group, split, _ = name.split("/", 2)
+        for key, members in iter_encoded(output / SHARDS / name):
+            match = _KEY_PRODUCT.match(key)
+            if match is not None and match.group(1) in keep:
+                yield (group, split), key, members
 
 
-def _fingerprint(records: list[dict[str, Any]], shard_bytes: int, seed: int) -> str:
-    parts = sorted(f"{r['product_id']}:{r['kept']}:{r.get('spool_sha256', '')}" for r in records)
-    return hashlib.sha256(json.dumps([parts, shard_bytes, seed]).encode()).hexdigest()
-
-
-def _swap(staging: Path, final: Path) -> None:
-    """Replace ``final`` by ``staging`` with two renames (the old set stays whole until the second)."""
-    old = final.with_name(final.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        os.replace(final, old)
-    os.replace(staging, final)
-    shutil.rmtree(old, ignore_errors=True)
+def shard_info(entry: dict[str, Any]) -> ShardInfo:
+    """A window record's shard entry as a :class:`ShardInfo`."""
+    return ShardInfo(entry["name"], entry["samples"], entry["bytes"], entry["sha256"], list(entry["keys"]))

@@ -1,4 +1,4 @@
-"""The unit of work of a dataset build: one product -> a spool of its kept samples + a record.
+"""The tiling task of a dataset build: one product -> a spool of its kept samples + a record.
 
 A task is idempotent: its outputs live in ``work/products/<product_id>/`` and ``record.json`` is
 written last (atomically), so a product whose record exists is finished and is never redone, and a
@@ -25,7 +25,7 @@ from hyper400k.quicklook import save_true_colour
 from hyper400k.sample import Sample
 from hyper400k.shards import ShardWriter
 
-SPOOL_BYTES = 1 << 62  # one spool file per product: packing mixes products into the final shards
+SPOOL_BYTES = 1 << 62  # one spool file per product: its window's packing task mixes it into the shards
 QUICKLOOKS_PER_PRODUCT = 2
 RECORD = "record.json"
 _STATS_STEP = 4
@@ -110,6 +110,7 @@ def _process(job: ProductJob, out: Path) -> dict[str, Any]:
         "segment": job.segment,
         "split": job.split,
         "preset": job.preset.name,
+        "grid": [job.preset.grid.size, job.preset.grid.stride],
         "source_url": job.source_url,
         "meta": meta.to_json_dict(),
         "kept": summary.kept,

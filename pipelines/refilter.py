@@ -1,7 +1,7 @@
 """``hyper400k filter``: re-apply a rule set to a finished build from the QA stored in each sample.
 
-Only ``meta.json`` is decoded; kept samples are copied as raw tar members into a new shard set (one
-folder per sensor × level, like the build), so re-filtering never re-reads a product.
+Only ``meta.json`` is decoded; kept samples are copied as raw tar members into a new shard set (the folders
+of the source, one sensor × level and split each, like the build), so re-filtering never re-reads a product.
 """
 
 from __future__ import annotations
@@ -12,7 +12,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hyper400k.quality import RuleSet
-from hyper400k.shards import ShardInfo, ShardWriter, iter_encoded, read_index, write_index
+from hyper400k.shards import (
+    INDEX_NAME,
+    ShardInfo,
+    ShardWriter,
+    index_root,
+    iter_encoded,
+    read_index,
+    write_index,
+)
+from hyper400k.stac import CATALOG_FILE, catalog_generation
 
 
 @dataclass
@@ -23,15 +32,21 @@ class FilterResult:
 
 
 def refilter(build_dir: Path, rules: RuleSet, output: Path, shard_bytes: int) -> FilterResult:
-    """Write ``output/<group>/*.tar`` and ``output/index.json`` holding the samples ``rules`` keep."""
-    shards_dir = build_dir / "shards" if (build_dir / "shards" / "index.json").is_file() else build_dir
-    index = read_index(shards_dir)
+    """Write ``output/<group>/<split>/*.tar`` and ``output/index.json`` holding the samples ``rules`` keep.
+
+    ``build_dir`` is a build (its committed generation is read) or a shard folder with an ``index.json``."""
+    index_path = build_dir / INDEX_NAME
+    if (build_dir / CATALOG_FILE).is_file():
+        index_path = catalog_generation(build_dir / CATALOG_FILE)[2] or index_path
+    index = read_index(index_path)
+    shards_dir = index_root(index_path, index)
     result = FilterResult()
     writers: dict[str, ShardWriter] = {}
     infos: list[ShardInfo] = []
     try:
         for entry in index["shards"]:
-            group = Path(entry["name"]).parent.name or "all"
+            group = Path(entry["name"]).parent.as_posix()
+            group = "all" if group == "." else group
             for key, members in iter_encoded(shards_dir / entry["name"]):
                 reasons = rules.evaluate(json.loads(members["meta.json"])["qa"])
                 if reasons:
@@ -39,7 +54,7 @@ def refilter(build_dir: Path, rules: RuleSet, output: Path, shard_bytes: int) ->
                     result.dropped.update(reasons)
                     continue
                 if group not in writers:
-                    writers[group] = ShardWriter(output / group, group, shard_bytes)
+                    writers[group] = ShardWriter(output / group, group.replace("/", "-"), shard_bytes)
                 writers[group].write_encoded(key, members)
                 result.kept += 1
     except BaseException:
@@ -49,5 +64,8 @@ def refilter(build_dir: Path, rules: RuleSet, output: Path, shard_bytes: int) ->
     for group, writer in sorted(writers.items()):
         infos += [replace(info, name=f"{group}/{info.name}") for info in writer.close()]
     output.mkdir(parents=True, exist_ok=True)
-    write_index(output, infos, extra={"filtered_from": str(shards_dir), "rules": rules.name})
+    groups = sorted({Path(info.name).parts[0] for info in infos})
+    write_index(
+        output, infos, extra={"filtered_from": str(shards_dir), "rules": rules.name, "groups": groups}
+    )
     return result

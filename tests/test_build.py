@@ -13,12 +13,14 @@ from typer.testing import CliRunner
 
 from hyper400k.presets import get_preset
 from hyper400k.sample import Sample
-from hyper400k.shards import iter_encoded, read_index
-from hyper400k.stac import read_patch_index, validate_catalog
+from hyper400k.shards import index_root, iter_encoded, read_index
+from hyper400k.splits import SPLITS
+from hyper400k.stac import catalog_generation, read_patch_index, validate_catalog
 from hyper400k.synth import generate
-from hyper400k.verify import verify_shards
+from hyper400k.verify import verify_build
 from pipelines.build import BuildConfig, build
 from pipelines.cli import app
+from specaware.data import open_shards
 
 LINES, SAMPLES, TILE = 200, 144, 64
 
@@ -54,39 +56,82 @@ def built(products, tmp_path_factory):
     return output, build(config(products, output))
 
 
-def all_samples(shards_dir: Path):
-    index = read_index(shards_dir)
+def committed(output: Path) -> tuple[Path, Path]:
+    """The patch table and shard index that the build's ``catalog.json`` commits."""
+    _, patches, index = catalog_generation(output / "catalog.json")
+    assert patches is not None and index is not None
+    return patches, index
+
+
+def all_samples(folder: Path):
+    """(shard name, sample) of every shard of a build's committed generation, or of a shard folder."""
+    index_path = committed(folder)[1] if (folder / "catalog.json").is_file() else folder / "index.json"
+    index = read_index(index_path)
     for entry in index["shards"]:
-        for key, members in iter_encoded(shards_dir / entry["name"]):
+        for key, members in iter_encoded(index_root(index_path, index) / entry["name"]):
             yield entry["name"], Sample.decode(key, members)
 
 
 def test_build_writes_valid_shards_grouped_by_sensor_and_level(built):
     output, result = built
     assert result.ok and len(result.records) == 7
-    report = verify_shards(output / "shards")
+    report = verify_build(output)
     assert report.ok, report.problems
-    samples = list(all_samples(output / "shards"))
+    samples = list(all_samples(output))
     assert len(samples) == sum(r["kept"] for r in result.records) > 20
     for shard, sample in samples:
         group = f"{sample.meta['sensor']}-{sample.meta['level']}"
-        assert shard.startswith(group + "/")  # one band count per shard group
+        # one band count and one split per shard: shards/<group>/<split>/
+        assert shard.startswith(f"{group}/{sample.meta['split']}/")
         assert sample.data.shape == (len(sample.meta["wavelength_nm"]), TILE, TILE)
         assert sample.meta["preset"] == "hyper400k" and sample.meta["gsd_m"] > 0
-    # the NG L1 group holds two flight lines and mixes them within its shards
-    ng_l1 = defaultdict(set)
-    for shard, sample in samples:
-        if shard.startswith("aviris-ng-L1/"):
-            ng_l1[shard].add(sample.meta["flight_line"])
-    assert len(set().union(*ng_l1.values())) == 2 and any(len(lines) == 2 for lines in ng_l1.values())
+    assert not list((output / "work").rglob("*.tar"))  # spools are gone once their shards are durable
+
+
+def test_a_window_mixes_its_flight_lines_within_a_split(products, tmp_path):
+    inputs = tmp_path / "input"
+    inputs.mkdir()
+    for path in sorted((products / "ng").glob("*_rdn_*")):
+        shutil.copyfile(path, inputs / path.name)
+    output = tmp_path / "out"
+    assert build(config(inputs, output, split_fractions={"train": 1.0})).ok
+    lines = defaultdict(set)
+    for shard, sample in all_samples(output):
+        lines[shard].add(sample.meta["flight_line"])
+    assert len(set().union(*lines.values())) == 2 and any(len(found) == 2 for found in lines.values())
 
 
 def test_splits_are_by_flight_line(built):
     output, _ = built
     split_of: dict[str, set[str]] = defaultdict(set)
-    for _, sample in all_samples(output / "shards"):
+    for _, sample in all_samples(output):
         split_of[sample.meta["flight_line"]].add(sample.meta["split"])
     assert all(len(splits) == 1 for splits in split_of.values())  # L1 and L2 of a flight line share it
+
+
+def test_the_split_is_one_word_everywhere(built):
+    """meta.json, the shard folder, the patch table, the STAC Item and the loader filter agree."""
+    output, _ = built
+    patches, _ = committed(output)
+    table = read_patch_index(patches, columns=["id", "ml-aoi:split", "hyper400k:product"]).to_pydict()
+    in_table = dict(zip(table["id"], table["ml-aoi:split"], strict=True))
+    item_split = {
+        json.loads(path.read_text())["id"]: json.loads(path.read_text())["properties"]["ml-aoi:split"]
+        for path in output.glob("generations/*/*/*/*.json")
+    }
+    product_of = dict(zip(table["id"], table["hyper400k:product"], strict=True))
+    seen = set()
+    for shard, sample in all_samples(output):
+        split = sample.meta["split"]
+        seen.add(split)
+        assert split in SPLITS and shard.split("/")[1] == split == in_table[sample.key]
+        assert item_split[product_of[sample.key]] == split
+    assert seen == set(SPLITS)
+    for split in SPLITS:
+        wanted = {key for key, value in in_table.items() if value == split}
+        selected = open_shards(output, split=split)
+        assert sum(shard.samples for shard in selected.shards) == len(wanted)
+        assert all(f"/{split}/" in shard.path.as_posix() for shard in selected.shards)
 
 
 def test_catalog_validates_and_patch_index_is_queryable(built):
@@ -96,9 +141,10 @@ def test_catalog_validates_and_patch_index_is_queryable(built):
         pytest.skip(f"offline STAC schemas not found at {schemas}")
     assert (output / "catalog.json").is_file()
     assert validate_catalog(output / "catalog.json", schemas) == []
-    table = read_patch_index(output / "patches.parquet")
+    patches, _ = committed(output)
+    table = read_patch_index(patches)
     assert table.num_rows == sum(r["kept"] for r in result.records)
-    ng = read_patch_index(output / "patches.parquet", sensor="aviris-ng", level="L1", min_valid_fraction=0.9)
+    ng = read_patch_index(patches, sensor="aviris-ng", level="L1", min_valid_fraction=0.9)
     assert 0 < ng.num_rows < table.num_rows
 
 
@@ -173,15 +219,15 @@ def test_filter_and_verify_cli(built, tmp_path):
     )
     assert result.exit_code == 0, result.output
     kept = sum(1 for _ in all_samples(tmp_path / "filtered"))
-    total = sum(1 for _ in all_samples(output / "shards"))
+    total = sum(1 for _ in all_samples(output))
     assert 0 < kept < total and "valid_fraction<0.999" in result.output
     for _, sample in all_samples(tmp_path / "filtered"):
         assert sample.meta["qa"]["valid_fraction"] >= 0.999
     assert runner.invoke(app, ["verify", str(output)]).exit_code == 0
     shard = next((output / "shards").rglob("*.tar"))
     corrupted = tmp_path / "corrupt"
-    shutil.copytree(output / "shards", corrupted)
-    target = corrupted / shard.relative_to(output / "shards")
+    shutil.copytree(output, corrupted, ignore=shutil.ignore_patterns("work"))
+    target = corrupted / shard.relative_to(output)
     data = bytearray(target.read_bytes())
     data[5000] ^= 0xFF
     target.write_bytes(bytes(data))
@@ -191,7 +237,7 @@ def test_filter_and_verify_cli(built, tmp_path):
 
 def test_samples_carry_physical_units(built):
     output, _ = built
-    for _, sample in all_samples(output / "shards"):
+    for _, sample in all_samples(output):
         data = sample.data.astype(np.float32)
         if sample.meta["level"] == "L1":
             assert 0 <= data.max() <= 100 and sample.meta["units"] == "uW cm-2 sr-1 nm-1"

@@ -16,6 +16,7 @@ import yaml
 
 from hyper400k.presets import get_preset
 from hyper400k.synth import generate
+from hyper400k.verify import verify_build
 from pipelines.build import BuildConfig, build
 
 
@@ -102,10 +103,12 @@ def test_manifest_build_goes_on_past_404_and_corrupt_file(ng_products, tmp_path)
         and "sha256 mismatch" in reasons
         and "no data file found beside the header" in reasons
     )
-    assert not result.ok and (tmp_path / "out" / "shards" / "index.json").is_file()
+    assert not result.ok and verify_build(tmp_path / "out").ok  # what did download is built
     item = json.loads(
         next(
-            (tmp_path / "out").glob(f"hyper400k-aviris-ng-l1/{data[0].name}/{data[0].name}.json")
+            (tmp_path / "out").glob(
+                f"generations/*/hyper400k-aviris-ng-l1/{data[0].name}/{data[0].name}.json"
+            )
         ).read_text()
     )
     assert f"{base}/{data[0].name}" in [

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from hyper400k.presets import get_preset
 from hyper400k.sample import Sample, SchemaError
 from hyper400k.shards import ShardError, ShardWriter, iter_encoded, read_index
-from hyper400k.stac import read_patch_index
+from hyper400k.stac import catalog_generation, read_patch_index
 from hyper400k.synth import generate
 from pipelines.build import BuildConfig, build
 from specaware.data import LoaderConfig, ShardDataset, TransformConfig, open_shards
@@ -37,7 +37,7 @@ PLAIN = TransformConfig(
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The build folder (catalog.json, patches.parquet, shards/)."""
+    """The build folder (catalog.json, generations/<N>/, shards/)."""
     products = tmp_path_factory.mktemp("products")
     for seed in (11, 12):
         for level in ("L1", "L2"):
@@ -58,12 +58,25 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return output
 
 
+def committed(build: Path) -> tuple[Path, Path]:
+    """The patch table and shard index the build's catalog.json commits."""
+    _, patches, index = catalog_generation(build / "catalog.json")
+    assert patches is not None and index is not None
+    return patches, index
+
+
+def copy_build(corpus: Path, destination: Path) -> Path:
+    """The build moved elsewhere (its hrefs are relative), without its work folder."""
+    shutil.copytree(corpus, destination, ignore=shutil.ignore_patterns("work"))
+    return destination
+
+
 @pytest.fixture(scope="module")
 def samples(corpus: Path) -> dict[str, tuple[str, Sample]]:
     """Every sample of the build, decoded the reference way: key -> (shard name, sample)."""
     shards = corpus / "shards"
     found = {}
-    for entry in read_index(shards)["shards"]:
+    for entry in read_index(committed(corpus)[1])["shards"]:
         for key, members in iter_encoded(shards / entry["name"]):
             found[key] = (entry["name"], Sample.decode(key, members))
     return found
@@ -91,17 +104,31 @@ def expected_image(sample: Sample) -> np.ndarray:
 
 def test_every_way_of_opening_finds_the_same_shards(corpus: Path) -> None:
     from_build = open_shards(corpus)
-    assert len(from_build.shards) == len(read_index(corpus / "shards")["shards"])
+    assert len(from_build.shards) == len(read_index(committed(corpus)[1])["shards"])
     assert set(from_build.band_stats) == set(from_build.by_group()) and from_build.samples > 100
     assert open_shards(corpus / "catalog.json").shards == from_build.shards
     assert open_shards(corpus / "shards").shards == from_build.shards
-    assert open_shards(corpus / "shards" / "index.json").shards == from_build.shards
+    assert open_shards(committed(corpus)[1]).shards == from_build.shards
     group = from_build.by_group()["aviris-ng-L1"]
-    pattern = str(corpus / "shards" / "aviris-ng-L1" / f"aviris-ng-L1-{{000000..{len(group) - 1:06d}}}.tar")
-    braced = open_shards(pattern)
-    assert sorted(braced.shards, key=lambda s: s.path) == group  # counts, sha256 and group from the index
-    assert braced.band_stats["aviris-ng-L1"] == from_build.band_stats["aviris-ng-L1"]
-    assert open_shards([s.path for s in group]).shards == braced.shards
+    pattern = str(corpus / "shards" / "aviris-ng-L1" / "*" / "*.tar")
+    matched = open_shards(pattern)
+    assert sorted(matched.shards, key=lambda s: s.path) == group  # counts, sha256 and group from the index
+    assert matched.band_stats["aviris-ng-L1"] == from_build.band_stats["aviris-ng-L1"]
+    assert open_shards([s.path for s in group]).shards == matched.shards
+    first = group[0].path.name.rsplit("-", 1)[0]
+    braced = open_shards(str(group[0].path.parent / f"{first}-{{000000..000001}}.tar"))
+    assert [s.path for s in braced.shards] == [s.path for s in group[:2]]
+
+
+def test_a_split_is_a_path_pattern(corpus: Path, samples: dict) -> None:
+    for split in ("train", "validate", "test"):
+        shards = open_shards(str(corpus / "shards" / "*" / split / "*.tar"))
+        streamed = {
+            key
+            for batch in run(ShardDataset(shards, LoaderConfig(resampled=False), PLAIN))
+            for key in batch["key"]
+        }
+        assert streamed == {key for key, (_, s) in samples.items() if s.meta["split"] == split}
 
 
 def test_a_list_of_tars_without_an_index_is_read_by_its_headers(corpus: Path, tmp_path: Path) -> None:
@@ -118,18 +145,18 @@ def test_a_list_of_tars_without_an_index_is_read_by_its_headers(corpus: Path, tm
 
 
 def test_a_missing_shard_is_named(corpus: Path, tmp_path: Path) -> None:
-    shutil.copytree(corpus / "shards", tmp_path / "shards")
-    victim = tmp_path / "shards" / read_index(tmp_path / "shards")["shards"][3]["name"]
+    build_dir = copy_build(corpus, tmp_path / "build")
+    victim = build_dir / "shards" / read_index(committed(build_dir)[1])["shards"][3]["name"]
     victim.unlink()
     with pytest.raises(ShardError, match=victim.name):
-        open_shards(tmp_path / "shards")
+        open_shards(build_dir)
     with pytest.raises(ShardError, match="missing"):
-        open_shards(str(tmp_path / "shards" / "aviris-ng-L1" / "aviris-ng-L1-{000000..000099}.tar"))
+        open_shards([victim])
 
 
 def test_selection_queries_the_patch_index_for_shards_and_keys(corpus: Path, samples: dict) -> None:
     query = dict(sensor="aviris-ng", split="train", min_valid_fraction=0.95)
-    wanted = set(read_patch_index(corpus / "patches.parquet", **query).column("id").to_pylist())
+    wanted = set(read_patch_index(committed(corpus)[0], **query).column("id").to_pylist())
     assert 0 < len(wanted) < sum(1 for _, s in samples.values() if s.meta["sensor"] == "aviris-ng")
     selected = open_shards(corpus, **query)
     assert any(shard.keys is not None for shard in selected.shards)  # some shards are read only in part
@@ -145,7 +172,7 @@ def test_selection_queries_the_patch_index_for_shards_and_keys(corpus: Path, sam
             and meta["qa"]["valid_fraction"] >= 0.95
         )
     with pytest.raises(ValueError, match="patch index"):
-        open_shards(corpus / "shards", split="train")
+        open_shards(committed(corpus)[1], split="train")
     with pytest.raises(ValueError, match="matches no sample"):
         open_shards(corpus, sensor="aviris-ng", min_valid_fraction=1.5)
 
@@ -434,27 +461,27 @@ def test_resuming_yields_the_rest_of_the_epoch_without_reading_the_start(
 def test_a_shard_failing_its_checksum_is_an_error_or_skipped(
     corpus: Path, tmp_path: Path, samples: dict
 ) -> None:
-    shutil.copytree(corpus / "shards", tmp_path / "shards")
-    victim = tmp_path / "shards" / read_index(tmp_path / "shards")["shards"][0]["name"]
+    build_dir = copy_build(corpus, tmp_path / "build")
+    victim = build_dir / "shards" / read_index(committed(build_dir)[1])["shards"][0]["name"]
     content = bytearray(victim.read_bytes())
     content[len(content) // 2] ^= 0xFF  # one byte of sample data: the tar still parses
     victim.write_bytes(bytes(content))
-    shards = open_shards(tmp_path / "shards")
+    shards = open_shards(build_dir)
     config = LoaderConfig(batch_size=4, resampled=False, verify=True)
     with pytest.raises(ShardError, match=f"{victim.name}.*sha256"):
         run(ShardDataset(shards, config, PLAIN))
     dataset = ShardDataset(shards, replace(config, on_bad_shard="skip"), PLAIN)
     streamed = {key for batch in run(dataset, workers=2) for key in batch["key"]}
     assert dataset.report().skipped_shards == 1
-    assert streamed == {key for key, (shard, _) in samples.items() if tmp_path / "shards" / shard != victim}
+    assert streamed == {key for key, (shard, _) in samples.items() if build_dir / "shards" / shard != victim}
 
 
 def test_a_truncated_shard_raises_a_shard_error_naming_it(corpus: Path, tmp_path: Path) -> None:
-    shutil.copytree(corpus / "shards", tmp_path / "shards")
-    victim = tmp_path / "shards" / read_index(tmp_path / "shards")["shards"][0]["name"]
+    build_dir = copy_build(corpus, tmp_path / "build")
+    victim = build_dir / "shards" / read_index(committed(build_dir)[1])["shards"][0]["name"]
     victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
     with pytest.raises(ShardError, match=victim.name):
-        run(ShardDataset(open_shards(tmp_path / "shards"), LoaderConfig(resampled=False), PLAIN))
+        run(ShardDataset(open_shards(build_dir), LoaderConfig(resampled=False), PLAIN))
 
 
 def test_a_sample_violating_the_schema_is_skipped_and_counted(corpus: Path, tmp_path: Path) -> None:

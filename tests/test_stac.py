@@ -25,7 +25,6 @@ from hyper400k.product import open_product
 from hyper400k.sensors import identify
 from hyper400k.splits import (
     SPLITS,
-    STAC_SPLIT,
     assign_split,
     check_fractions,
     split_flight_lines,
@@ -221,7 +220,7 @@ def test_item_properties_assets_and_links(catalog: Path, products: list[ProductR
         assert item.datetime.strftime("%Y-%m-%dT%H:%M:%SZ") == meta["datetime"]
         assert props["instruments"] == [meta["sensor"]] and props["platform"]
         assert props["processing:level"] == {"L1": "L1B", "L2": "L2A"}[meta["level"]]
-        assert props["ml-aoi:split"] == STAC_SPLIT[record.split]
+        assert props["ml-aoi:split"] == record.split
         assert props["hyper400k:flight_line"] == record.flight_line
         assert props["hyper400k:segment"] == record.segment
         assert (props["hyper400k:tiles_kept"], props["hyper400k:tiles_dropped"]) == (3, 1)
@@ -402,7 +401,7 @@ def test_patch_index_rows_and_filters(catalog: Path, patches: list[PatchRecord])
     assert b"geo" in pq.read_metadata(path).metadata  # GeoParquet metadata for geopandas / duckdb
     for split, count in Counter(p.split for p in patches).items():
         assert read_patch_index(path, split=split).num_rows == count
-        assert read_patch_index(path, split=STAC_SPLIT[split]).num_rows == count
+        assert read_patch_index(path, split=split).num_rows == count
     ng = read_patch_index(path, sensor="aviris-ng", level=["L1", "L2"])
     assert ng.num_rows == sum(p.sensor == "aviris-ng" for p in patches)
     assert set(ng.column("hyper400k:sensor").to_pylist()) == {"aviris-ng"}
@@ -442,7 +441,7 @@ def test_patch_record_from_sample_meta() -> None:
         "product": "prod",
         "sensor": "aviris-ng",
         "level": "L1",
-        "split": "val",
+        "split": "validate",
         "row": 0,
         "col": 256,
         "datetime": "2017-03-23T20:22:44Z",
@@ -453,7 +452,12 @@ def test_patch_record_from_sample_meta() -> None:
     }
     record = PatchRecord.from_sample_meta(meta, "shards/mix-000003.tar")
     assert (record.flight_line, record.segment) == ("AV320231008t172522", "005")
-    assert (record.key, record.product_id, record.split, record.col) == ("prod_r0_c256", "prod", "val", 256)
+    assert (record.key, record.product_id, record.split, record.col) == (
+        "prod_r0_c256",
+        "prod",
+        "validate",
+        256,
+    )
     assert record.shard == "shards/mix-000003.tar" and record.qa == {"valid_fraction": 1.0}
 
 
@@ -471,7 +475,7 @@ NAMES = [f"ang2019{i // 1000:02d}{i % 28 + 1:02d}t{i:06d}" for i in range(20000)
 
 
 def test_assign_split_respects_fractions_and_is_deterministic() -> None:
-    fractions = {"train": 0.7, "val": 0.2, "test": 0.1}
+    fractions = {"train": 0.7, "validate": 0.2, "test": 0.1}
     counts = Counter(assign_split(name, fractions, seed=3) for name in NAMES)
     for split, fraction in fractions.items():
         assert counts[split] / len(NAMES) == pytest.approx(fraction, abs=0.015)
@@ -480,7 +484,7 @@ def test_assign_split_respects_fractions_and_is_deterministic() -> None:
     ]
     other_seed = [assign_split(n, fractions, seed=4) for n in NAMES[:500]]
     assert other_seed != [assign_split(n, fractions, seed=3) for n in NAMES[:500]]
-    assert "val" not in {assign_split(n, {"train": 0.5, "test": 0.5}) for n in NAMES[:2000]}
+    assert "validate" not in {assign_split(n, {"train": 0.5, "test": 0.5}) for n in NAMES[:2000]}
     assert {assign_split(n, {"test": 1.0}) for n in NAMES[:100]} == {"test"}
 
 
@@ -501,7 +505,7 @@ def test_split_flight_lines_small_sets_cover_every_split(n: int) -> None:
         assert set(mapping) == set(lines)
         counts = Counter(mapping.values())
         assert set(counts) == set(SPLITS), (lines, mapping)
-        assert counts["train"] >= max(counts["val"], counts["test"])
+        assert counts["train"] >= max(counts["validate"], counts["test"])
         assert split_flight_lines(list(reversed(lines))) == mapping
 
 

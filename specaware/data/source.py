@@ -12,6 +12,7 @@ other keys without decoding them.
 
 from __future__ import annotations
 
+import glob
 import json
 import tarfile
 from collections import defaultdict
@@ -23,8 +24,14 @@ from typing import Any
 import pyarrow.compute as pc
 from braceexpand import braceexpand
 
-from hyper400k.shards import INDEX_NAME, ShardError, count_samples, read_index
-from hyper400k.stac import CATALOG_FILE, PATCH_INDEX_FILE, REL_SHARD_INDEX, read_patch_index
+from hyper400k.shards import INDEX_NAME, ShardError, count_samples, index_root, read_index
+from hyper400k.stac import (
+    CATALOG_FILE,
+    PATCH_INDEX_FILE,
+    REL_SHARD_INDEX,
+    catalog_generation,
+    read_patch_index,
+)
 
 Source = str | Path | Sequence[str | Path]
 
@@ -89,8 +96,9 @@ def open_shards(
     """The shards of ``source``, optionally narrowed to the samples matching a selection.
 
     ``source`` is one of: a build folder (holding ``catalog.json``), a ``catalog.json``, a ``patches.parquet``,
-    a shards folder or its ``index.json``, one ``.tar``, a list of ``.tar`` paths, or a brace pattern such as
-    ``"shards/aviris-ng-L1/aviris-ng-L1-{000000..000123}.tar"``. The selection arguments are those of
+    a shards folder or its ``index.json``, one ``.tar``, a list of ``.tar`` paths, a brace pattern such as
+    ``"shards/aviris-ng-L1/aviris-ng-L1-{000000..000123}.tar"``, or a glob such as
+    ``"build/shards/*/train/*.tar"`` (a build keeps one split per shard, in ``shards/<group>/<split>/``). The selection arguments are those of
     :func:`hyper400k.stac.read_patch_index` and need the patch index (a build folder, catalog or parquet).
 
     Raises :class:`~hyper400k.shards.ShardError` naming a listed shard that is missing, and ``ValueError``
@@ -108,10 +116,18 @@ def open_shards(
     if isinstance(source, str) and "{" in source:
         _refuse_selection(selecting, source)
         return _from_tars([Path(p) for p in braceexpand(source)])
+    if isinstance(source, str) and any(char in source for char in "*?["):
+        _refuse_selection(selecting, source)
+        matches = sorted(glob.glob(source, recursive=True))
+        if not matches:
+            raise ValueError(f"the pattern {source} matches no shard")
+        return _from_tars([Path(p) for p in matches])
     if not isinstance(source, str | Path):
         _refuse_selection(selecting, "a list of tars")
         return _from_tars([Path(p) for p in source])
     path = Path(source)
+    if path.is_dir() and not (path / INDEX_NAME).is_file() and (path.parent / CATALOG_FILE).is_file():
+        path = path.parent  # a build's shards/ folder: its committed generation, not every file in it
     catalog = path / CATALOG_FILE if path.is_dir() else path
     if catalog.name == CATALOG_FILE and catalog.is_file():
         patches, index = _catalog_assets(catalog)
@@ -151,51 +167,45 @@ def _refuse_selection(selecting: bool, source: str) -> None:
 
 
 def _catalog_assets(catalog: Path) -> tuple[Path | None, Path | None]:
-    """The patch index and shard index a root ``catalog.json`` points at (its asset and link)."""
-    try:
-        root = json.loads(catalog.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot read the catalog {catalog}: {exc}") from exc
-    patches_href = root.get("assets", {}).get("patches", {}).get("href")
-    index_href = next(
-        (link["href"] for link in root.get("links", []) if link.get("rel") == REL_SHARD_INDEX), None
-    )
-    base = catalog.parent
-    return (
-        (base / patches_href).resolve() if patches_href else None,
-        (base / index_href).resolve() if index_href else None,
-    )
+    """The patch index and shard index a root ``catalog.json`` points at (its committed generation)."""
+    _, patches, index = catalog_generation(catalog)
+    return patches, index
+
+
+def _index_file(path: Path) -> Path:
+    return path if path.suffix == ".json" else path / INDEX_NAME
 
 
 def _from_index(index_path: Path) -> ShardSet:
     """Every shard an ``index.json`` lists, with counts and checksums from the index."""
     index = read_index(index_path)
-    folder = index_path.parent if index_path.name == INDEX_NAME else index_path
+    folder = index_root(_index_file(index_path), index)
     groups = set(index.get("groups", []))
     shards = []
     for entry in index["shards"]:
         path = folder / entry["name"]
         _require_file(path, index_path)
-        directory = Path(entry["name"]).parent.name
+        directory = Path(entry["name"]).parts[0]
         sensor, level = _split_group(directory) if directory in groups else _peek_group(path)
         shards.append(Shard(path, sensor, level, entry["samples"], entry["sha256"]))
     return ShardSet(tuple(shards), index.get("band_stats", {}))
 
 
 def _from_tars(paths: list[Path]) -> ShardSet:
-    """Explicit tar files; counts, checksums and band statistics come from an ``index.json`` beside them
-    (in the tar's folder or its parent, as the build writes it) when there is one, else from the tar headers."""
+    """Explicit tar files; counts, checksums and band statistics come from the shard index that lists them
+    (an ``index.json`` in a folder above them, or the committed index of the build they are in) when there
+    is one, else from the tar headers."""
     if not paths:
         raise ValueError("no shard paths given")
     entries: dict[Path, dict[str, Any]] = {}
     band_stats: dict[str, Any] = {}
     groups: set[str] = set()
-    for folder in sorted({p.parent.resolve() for p in paths} | {p.parent.parent.resolve() for p in paths}):
-        if (folder / INDEX_NAME).is_file():
-            index = read_index(folder)
-            entries.update({(folder / e["name"]).resolve(): e for e in index["shards"]})
-            band_stats.update(index.get("band_stats", {}))
-            groups.update(index.get("groups", []))
+    for index_path in sorted({found for p in paths if (found := _index_above(p)) is not None}):
+        index = read_index(index_path)
+        folder = index_root(index_path, index)
+        entries.update({(folder / e["name"]).resolve(): e for e in index["shards"]})
+        band_stats.update(index.get("band_stats", {}))
+        groups.update(index.get("groups", []))
     shards = []
     for path in paths:
         _require_file(path, None)
@@ -204,10 +214,23 @@ def _from_tars(paths: list[Path]) -> ShardSet:
             sensor, level = _peek_group(path)
             shards.append(Shard(path, sensor, level, count_samples(path)))
             continue
-        directory = Path(entry["name"]).parent.name
+        directory = Path(entry["name"]).parts[0]
         sensor, level = _split_group(directory) if directory in groups else _peek_group(path)
         shards.append(Shard(path, sensor, level, entry["samples"], entry["sha256"]))
     return ShardSet(tuple(shards), band_stats)
+
+
+def _index_above(tar: Path) -> Path | None:
+    """The shard index covering a tar: ``index.json`` in one of the three folders above it, or the index
+    a ``catalog.json`` there commits (a build keeps ``shards/<group>/<split>/*.tar``)."""
+    for folder in list(tar.resolve().parents)[:4]:
+        if (folder / INDEX_NAME).is_file():
+            return folder / INDEX_NAME
+        if (folder / CATALOG_FILE).is_file():
+            index = _catalog_assets(folder / CATALOG_FILE)[1]
+            if index is not None and index.is_file():
+                return index
+    return None
 
 
 def _from_patch_index(
@@ -220,7 +243,7 @@ def _from_patch_index(
     index = read_index(index_path) if index_path is not None else None
     entries = {}
     if index is not None:
-        folder = index_path.parent if index_path.name == INDEX_NAME else index_path
+        folder = index_root(_index_file(index_path), index)
         entries = {(folder / e["name"]).resolve(): e for e in index["shards"]}
     rows = table.to_pydict()
     keys: dict[str, set[str]] = defaultdict(set)

@@ -1,0 +1,313 @@
+"""The build at scale: wall time per stage, products/s, peak RSS, disk ÷ corpus; and the metadata path at
+Hyper-400K size.
+
+    python -m benchmarks.build_scale [--quick]
+
+Part 1 builds N generated AVIRIS-NG L1 products (N = 12, 48, 192; ``--quick``: 12, 48) on a LocalCluster of
+1 and 2 workers and reports, per run: seconds per stage (from the build's stage messages), products/s,
+the share of worker time spent packing (sum of the packing tasks' seconds ÷ wall time × workers), the peak
+RSS of the client plus its workers (process tree, sampled every 0.1 s), and the peak bytes under the build
+folder ÷ the bytes of the finished shards (the "no second copy" figure; sampled every 0.1 s).
+
+Part 2 writes one generation's index, patch table and catalog for 13,040 products and 400,000 patches from
+synthetic records (a real product's metadata, renamed and moved; no pixels), in a fresh process whose own
+peak RSS is reported. ``--quick`` uses a tenth of that.
+
+Last line: one JSON object with ``runs`` (per N × workers), ``speedup_2_workers`` (per N), ``metadata``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from benchmarks.common import OUT
+
+LINES, SAMPLES, TILE = 128, 96, 32
+HYPER400K_PRODUCTS, HYPER400K_PATCHES = 13_040, 400_000
+
+
+def products(n: int) -> Path:
+    """A folder holding the first ``n`` of a cached set of generated products (one folder each, linked)."""
+    from hyper400k.synth import generate
+
+    pool = OUT / "build-scale-products"
+    for seed in range(n):
+        folder = pool / f"p{seed:04d}"
+        if not (folder / "done").is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+            generate("aviris-ng", "L1", LINES, SAMPLES, folder, seed=1000 + seed)
+            (folder / "done").write_text("")
+    chosen = OUT / f"build-scale-input-{n}"
+    shutil.rmtree(chosen, ignore_errors=True)
+    chosen.mkdir(parents=True)
+    for seed in range(n):
+        (chosen / f"p{seed:04d}").symlink_to(pool / f"p{seed:04d}", target_is_directory=True)
+    return chosen
+
+
+class Sampler:
+    """Peak RSS of this process and its children, and peak bytes under a folder, sampled every 0.1 s."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.peak_rss = 0
+        self.peak_disk = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        while not self._stop.wait(0.1):
+            rss = 0
+            for process in [me, *me.children(recursive=True)]:
+                try:
+                    rss += process.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak_rss = max(self.peak_rss, rss)
+            self.peak_disk = max(self.peak_disk, _bytes_under(self.folder))
+
+
+def _bytes_under(folder: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def run_build(n: int, workers: int) -> dict[str, Any]:
+    """One build of ``n`` products on ``workers`` workers; its figures."""
+    from hyper400k.presets import get_preset
+    from pipelines.build import BuildConfig, build
+    from pipelines.generation import load_committed
+
+    inputs = products(n)
+    output = OUT / f"build-scale-{n}-{workers}"
+    shutil.rmtree(output, ignore_errors=True)
+    output.mkdir(parents=True)
+    config = BuildConfig(
+        input=inputs,
+        output=output,
+        preset=get_preset("hyper400k", tile=TILE),
+        workers=workers,
+        shard_bytes=50_000_000,
+        progress=False,
+        window_products=8,
+    )
+    marks: list[tuple[str, float]] = []
+    with Sampler(output) as sampler:
+        start = time.perf_counter()
+        result = build(config, on_stage=lambda message: marks.append((message, time.perf_counter())))
+        wall = time.perf_counter() - start
+    if not result.ok:
+        raise RuntimeError(f"build failed: {result.failures[:2]}")
+    stages: dict[str, float] = {}
+    ends = [t for _, t in marks[1:]] + [start + wall]
+    for (message, began), ended in zip(marks, ends, strict=True):
+        name = message.split(" ")[0] if message.startswith(("tiling", "writing generation")) else message
+        stages[_stage_name(name)] = round(stages.get(_stage_name(name), 0.0) + ended - began, 3)
+    committed = load_committed(output)
+    assert committed is not None
+    corpus = committed.index["total_bytes"]
+    pack_seconds = sum(
+        json.loads((output / "work" / "windows" / f"{w['id']}.json").read_text()).get("seconds", 0.0)
+        for w in committed.windows
+    )
+    return {
+        "products": n,
+        "workers": workers,
+        "wall_s": round(wall, 2),
+        "stages_s": stages,
+        "products_per_s": round(n / wall, 2),
+        "packing_share_of_worker_time": round(pack_seconds / (wall * workers), 3),
+        "packing_s": round(pack_seconds, 2),
+        "peak_rss_mb_client_and_workers": round(sampler.peak_rss / 1e6),
+        "corpus_mb": round(corpus / 1e6, 1),
+        "disk_peak_over_corpus": round(sampler.peak_disk / corpus, 3),
+        "disk_end_over_corpus": round(_bytes_under(output) / corpus, 3),
+    }
+
+
+def _stage_name(message: str) -> str:
+    return {
+        "discovering products": "discover",
+        "tiling": "tile_and_pack",
+        "writing": "generation_index",
+    }.get(message, message.split(" of ")[0].replace(" ", "_"))
+
+
+# ------------------------------------------------------------------------------------- metadata path
+
+
+def synthetic_records(products: int, patches: int) -> list[dict[str, Any]]:
+    """``products`` build records from one real product's record, renamed, moved and re-dated, with
+    ``patches`` patch rows in all (no pixels: only what the metadata path reads)."""
+    from hyper400k.presets import get_preset
+    from hyper400k.sample import sample_key
+    from pipelines.product_task import ProductJob, run_product
+
+    source = products_one()
+    work = OUT / "build-scale-record"
+    shutil.rmtree(work, ignore_errors=True)
+    job = ProductJob(str(source), source.name, "fl", "train", get_preset("hyper400k", tile=TILE), str(work))
+    base = run_product(job)
+    qa = base["patches"][0]["qa"]
+    per_product = patches // products
+    splits = ("train", "validate", "test")
+    records = []
+    for i in range(products):
+        product_id = f"ang2019{(i % 12) + 1:02d}{(i % 28) + 1:02d}t{i:06d}_rdn_v2p9_img"
+        dx, dy = (i % 100) * 0.05, (i // 100) * 0.02
+        footprint = {
+            "type": "Polygon",
+            "coordinates": [
+                [
+                    [-120 + dx, 35 + dy],
+                    [-119.99 + dx, 35 + dy],
+                    [-119.99 + dx, 35.01 + dy],
+                    [-120 + dx, 35.01 + dy],
+                    [-120 + dx, 35 + dy],
+                ]
+            ],
+        }
+        meta = dict(
+            base["meta"],
+            product_id=product_id,
+            footprint=footprint,
+            datetime=f"2019-{(i % 12) + 1:02d}-{(i % 28) + 1:02d}T18:00:00",
+        )
+        count = per_product + (1 if i < patches % products else 0)
+        rows = [
+            {
+                "key": sample_key(product_id, 32 * r, 0),
+                "row": 32 * r,
+                "col": 0,
+                "footprint": footprint,
+                "qa": qa,
+            }
+            for r in range(count)
+        ]
+        records.append(
+            dict(
+                base,
+                product_id=product_id,
+                flight_line=product_id[:18],
+                split=splits[i % 3],
+                meta=meta,
+                patches=rows,
+                kept=count,
+                quicklooks=[],
+            )
+        )
+    return records
+
+
+def products_one() -> Path:
+    from benchmarks.common import cached_product
+
+    return cached_product("aviris-ng", "L1", LINES, SAMPLES)
+
+
+def metadata_path(products: int, patches: int, queue: Any) -> None:
+    """Write one generation's index, patch table and catalog from synthetic records; report to ``queue``."""
+    import resource
+
+    from pipelines.catalog import write_catalog
+    from pipelines.generation import write_generation_index
+    from pipelines.pack import WindowRecord
+
+    records = synthetic_records(products, patches)
+    output = OUT / "build-scale-metadata"
+    shutil.rmtree(output, ignore_errors=True)
+    output.mkdir(parents=True)
+    windows = []
+    for start in range(0, len(records), 8):
+        members = records[start : start + 8]
+        window_id = f"w{start:012d}"
+        keys = [p["key"] for r in members for p in r["patches"]]
+        shard = {
+            "name": f"aviris-ng-L1/train/aviris-ng-L1-train-{window_id}-000000.tar",
+            "samples": len(keys),
+            "bytes": 1,
+            "sha256": "0" * 64,
+            "keys": keys,
+        }
+        windows.append(WindowRecord(window_id, [r["product_id"] for r in members], [shard]))
+    settings = {"preset": "hyper400k"}
+    began = time.perf_counter()
+    write_generation_index(output, 1, windows, records, settings)
+    indexed = time.perf_counter()
+    write_catalog(output, records, windows, 1)
+    done = time.perf_counter()
+    queue.put(
+        {
+            "products": products,
+            "patches": sum(len(r["patches"]) for r in records),
+            "index_s": round(indexed - began, 1),
+            "catalog_and_patch_table_s": round(done - indexed, 1),
+            "total_s": round(done - began, 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3),
+            "catalog_mb": round(_bytes_under(output) / 1e6, 1),
+        }
+    )
+
+
+def run_metadata(products: int, patches: int) -> dict[str, Any]:
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=metadata_path, args=(products, patches, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="N = 12, 48 and a tenth of the metadata size.")
+    args = parser.parse_args()
+    sizes = (12, 48) if args.quick else (12, 48, 192)
+    runs = []
+    for n in sizes:
+        for workers in (1, 2):
+            run = run_build(n, workers)
+            print(json.dumps(run))
+            runs.append(run)
+    speedup = {
+        str(n): round(
+            next(r["wall_s"] for r in runs if r["products"] == n and r["workers"] == 1)
+            / next(r["wall_s"] for r in runs if r["products"] == n and r["workers"] == 2),
+            2,
+        )
+        for n in sizes
+    }
+    scale = 10 if args.quick else 1
+    metadata = run_metadata(HYPER400K_PRODUCTS // scale, HYPER400K_PATCHES // scale)
+    print(json.dumps(metadata))
+    print(json.dumps({"runs": runs, "speedup_2_workers": speedup, "metadata": metadata}))
+
+
+if __name__ == "__main__":
+    main()

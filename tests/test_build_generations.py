@@ -1,0 +1,248 @@
+"""Build generations: added and removed products, damaged shards, and a kill at every stage of a build.
+
+Products are tiny (a few 32 x 32 tiles each) and packed two per window, so a build has several windows and
+every fault touches some of them and not others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from hyper400k.presets import get_preset
+from hyper400k.shards import read_index, shard_keys
+from hyper400k.stac import catalog_generation, read_patch_index
+from hyper400k.synth import generate
+from hyper400k.verify import verify_build
+from pipelines.build import BuildConfig, build
+from specaware.data import open_shards
+
+ROOT = Path(__file__).resolve().parents[1]
+TILE = 32
+
+
+@pytest.fixture(scope="module")
+def products(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three AVIRIS-NG flight lines (L1 + L2) and one AVIRIS-Classic L1, 96 x 64 pixels, a folder each."""
+    folder = tmp_path_factory.mktemp("products")
+    for seed in (1, 2, 3):
+        for level in ("L1", "L2"):
+            generate("aviris-ng", level, 96, 64, folder / f"ng-{seed}-{level}", seed=seed)
+    generate("aviris-classic", "L1", 96, 64, folder / "classic-4-L1", seed=4)
+    return folder
+
+
+def config(inputs: Path, output: Path, **changes: object) -> BuildConfig:
+    base = dict(
+        input=inputs,
+        output=output,
+        preset=get_preset("hyper400k", tile=TILE),
+        scheduler="synchronous",
+        shard_bytes=400_000,
+        progress=False,
+        window_products=2,
+    )
+    return BuildConfig(**(base | changes))
+
+
+def some_inputs(products: Path, destination: Path, skip: int = 0) -> Path:
+    """A copy of the products, leaving out the last ``skip`` of them (the last flight line when 2)."""
+    folders = sorted(products.iterdir())
+    for folder in folders[: len(folders) - skip]:
+        shutil.copytree(folder, destination / folder.name)
+    return destination
+
+
+@pytest.fixture(scope="module")
+def first(products: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Generation 1 of a build of all products but the last two (input folder, build folder)."""
+    root = tmp_path_factory.mktemp("first")
+    inputs = some_inputs(products, root / "input", skip=2)
+    assert build(config(inputs, root / "build")).ok
+    return inputs, root / "build"
+
+
+def copy(first: tuple[Path, Path], destination: Path) -> tuple[Path, Path]:
+    inputs, output = first
+    shutil.copytree(inputs, destination / "input")
+    shutil.copytree(output, destination / "build")
+    return destination / "input", destination / "build"
+
+
+def digests(output: Path) -> dict[str, str]:
+    """sha256 of every shard file under ``shards/``, by path relative to it."""
+    return {
+        path.relative_to(output / "shards").as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted((output / "shards").rglob("*.tar"))
+    }
+
+
+def generation(output: Path) -> int | None:
+    return catalog_generation(output / "catalog.json")[0]
+
+
+def patch_keys(output: Path) -> set[str]:
+    patches = catalog_generation(output / "catalog.json")[1]
+    return set(read_patch_index(patches, columns=["id"]).column("id").to_pylist())
+
+
+def assert_consistent(output: Path) -> None:
+    """Index, patch table, catalog and shards agree, nothing is left behind, the loader streams every key."""
+    report = verify_build(output)
+    assert report.ok and not report.uncommitted, report.problems + report.uncommitted
+    assert not list(output.glob(".stac-staging-*")) and not list((output / "work").rglob("*.tar"))
+    assert streamed_keys(output) == patch_keys(output)
+
+
+def streamed_keys(output: Path) -> set[str]:
+    """The keys of every shard the loader opens from the build."""
+    return {key for shard in open_shards(output).shards for key in shard_keys(shard.path)}
+
+
+def test_added_products_get_new_shards_and_leave_the_others_byte_identical(first, products, tmp_path):
+    _, output = copy(first, tmp_path)
+    before = digests(output)
+    inputs = some_inputs(products, tmp_path / "all")
+    result = build(config(inputs, output))
+    assert result.ok and len(result.records) == 7 and generation(output) == 2
+    after = digests(output)
+    assert {name: after[name] for name in before} == before  # every earlier shard is still there, unchanged
+    assert len(after) > len(before)
+    assert_consistent(output)
+
+
+def test_a_removed_product_rewrites_only_the_shards_that_held_it(first, products, tmp_path):
+    inputs, output = copy(first, tmp_path)
+    before = digests(output)
+    victim = next((inputs / "ng-1-L2").glob("*_rfl_*_img"))
+    shutil.rmtree(victim.parent)
+    index = read_index(catalog_generation(output / "catalog.json")[2])
+    (holder,) = [w for w in index["windows"] if victim.name in w["products"]]
+    result = build(config(inputs, output))
+    assert result.ok and victim.name not in {r["product_id"] for r in result.records}
+    after = digests(output)
+    untouched = {name for name in before if name.split("-")[-2] != holder["id"]}
+    assert untouched and {name: after[name] for name in untouched} == {n: before[n] for n in untouched}
+    assert not set(holder["shards"]) & set(after)  # the window that held it was rewritten under new names
+    assert not any(key.startswith(victim.name) for key in patch_keys(output))
+    assert len(patch_keys(output)) == sum(r["kept"] for r in result.records)
+    assert_consistent(output)
+
+
+def test_a_deleted_shard_is_rewritten_by_the_next_run(first, tmp_path):
+    inputs, output = copy(first, tmp_path)
+    before = digests(output)
+    victim = sorted(before)[0]
+    (output / "shards" / victim).unlink()
+    assert any(victim in problem for problem in verify_build(output).problems)
+    result = build(config(inputs, output))  # its products' spools are gone: they are tiled again
+    assert result.ok and generation(output) == 2
+    assert_consistent(output)
+    window = victim.split("-")[-2]
+    same = {name for name in before if name.split("-")[-2] != window}
+    assert {name: digests(output)[name] for name in same} == {name: before[name] for name in same}
+
+
+def test_a_corrupted_shard_is_found_by_size_or_with_verify_by_sha256(first, tmp_path):
+    inputs, output = copy(first, tmp_path)
+    names = sorted(digests(output))
+    other = next(name for name in names if name.split("-")[-2] != names[0].split("-")[-2])
+    flipped, truncated = output / "shards" / names[0], output / "shards" / other
+    content = bytearray(flipped.read_bytes())
+    content[len(content) // 2] ^= 0xFF  # same size: only a checksum finds it
+    flipped.write_bytes(bytes(content))
+    truncated.write_bytes(truncated.read_bytes()[:-700])
+    assert build(config(inputs, output)).ok
+    assert generation(output) == 2 and not truncated.exists()  # the size check caught the truncated one
+    problems = verify_build(output).problems
+    assert any(names[0] in problem and "sha256" in problem for problem in problems)
+    assert build(config(inputs, output, verify=True)).ok and generation(output) == 3
+    assert_consistent(output)
+
+
+def test_verify_names_a_stale_patch_table_and_catalog(first, tmp_path):
+    _, output = copy(first, tmp_path)
+    patches = catalog_generation(output / "catalog.json")[1]
+    table = read_patch_index(patches)
+    pq.write_table(table.slice(1), patches)  # one row lost
+    problems = verify_build(output, check_samples=False).problems
+    lost = table.column("id")[0].as_py()
+    assert any(f"no row for {lost}" in p for p in problems)
+    assert any("tiles kept" in p for p in problems)
+
+
+KILLER = textwrap.dedent(
+    """
+    import os, sys
+    from pathlib import Path
+    import hyper400k.stac
+    import pipelines.build
+    from hyper400k.presets import get_preset
+    from pipelines.build import BuildConfig, build
+
+    inputs, output, point = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+
+    def die(*_args, **_kwargs):
+        os._exit(137)  # as a kill: no cleanup, no finally blocks
+
+    if point == "after-first-window":
+        pack = pipelines.build.pack_window
+        pipelines.build.pack_window = lambda *a, **k: (pack(*a, **k), die())
+    if point == "mid-catalog":
+        hyper400k.stac._write_patch_index = die
+
+    def on_stage(message):
+        if point != "after-first-window" and point != "mid-catalog" and message.startswith(point):
+            die()
+
+    config = BuildConfig(
+        input=inputs, output=output, preset=get_preset("hyper400k", tile=32), scheduler="synchronous",
+        shard_bytes=400_000, progress=False, window_products=2,
+    )
+    build(config, on_stage=on_stage)
+    sys.exit(3)  # the kill point was never reached
+    """
+)
+
+
+@pytest.mark.parametrize(
+    "point, committed",
+    [
+        ("tiling and packing", 1),
+        ("after-first-window", 1),
+        ("writing the STAC catalog", 1),  # the new index is written, the catalog not
+        ("mid-catalog", 1),  # the catalog's staging folder is half written
+        ("committed generation", 2),  # just after the swap: old files not yet removed
+        ("writing the report", 2),
+    ],
+)
+def test_a_kill_at_any_stage_leaves_a_readable_generation_and_the_next_run_completes(
+    first, products, tmp_path, point, committed
+):
+    _, output = copy(first, tmp_path)
+    before = patch_keys(output)
+    inputs = some_inputs(products, tmp_path / "all")
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLER, str(inputs), str(output), point],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+    )
+    assert killed.returncode == 137, killed.stderr
+    assert generation(output) == committed
+    report = verify_build(output, check_samples=False)
+    assert report.ok, report.problems  # the committed generation reads whole
+    streamed = streamed_keys(output)
+    assert streamed == patch_keys(output) and (streamed == before) == (committed == 1)
+    result = build(config(inputs, output))
+    assert result.ok and len(result.records) == 7 and generation(output) == 2
+    assert_consistent(output)
