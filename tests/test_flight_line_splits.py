@@ -31,6 +31,6 @@ def test_no_flight_line_of_the_published_list_is_in_two_splits(tmp_path: Path) -
     # The test has teeth: many lines have several segments, many have both levels, and all splits are used.
     assert sum(len(s) > 1 for s in segments_of.values()) > 500
     assert sum(len(v) == 2 for v in levels_of.values()) > 1000
-    assert {s for (s,) in splits_of.values()} == {"train", "val", "test"}
+    assert {s for (s,) in splits_of.values()} == {"train", "validate", "test"}
     segmented = [j for j in jobs if j.flight_line == "AV320230817t210313"]
     assert len(segmented) >= 7 and len({j.split for j in segmented}) == 1
