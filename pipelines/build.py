@@ -32,7 +32,7 @@ from hyper400k.sensors import file_role, identify
 from hyper400k.splits import split_flight_lines
 from pipelines.catalog import write_catalog
 from pipelines.pack import pack_shards
-from pipelines.product_task import ProductJob, load_record, run_product
+from pipelines.product_task import OUTPUT_ERRNOS, ProductJob, load_record, run_product
 from pipelines.report import write_report
 
 log = logging.getLogger(__name__)
@@ -178,6 +178,17 @@ def run_jobs(jobs: list[ProductJob], config: BuildConfig) -> list[dict[str, Any]
                 job = by_key[future.key]
                 try:
                     results.append(future.result())
+                except OSError as exc:
+                    if exc.errno in OUTPUT_ERRNOS:
+                        raise
+                    results.append(
+                        {
+                            "status": "failed",
+                            "product_id": job.product_id,
+                            "path": job.path,
+                            "reason": str(exc),
+                        }
+                    )
                 except Exception as exc:  # a worker died twice on this product (KilledWorker) or similar
                     results.append(
                         {
@@ -204,14 +215,28 @@ def build(config: BuildConfig, on_stage: Callable[[str], None] | None = None) ->
     results = run_jobs(jobs, config)
     records = [r for r in results if r.get("status") == "ok"]
     failures += [r for r in results if r.get("status") != "ok"]
-    _record_failures(config.output, failures)
-    stage("packing shards")
-    shard_index = pack_shards(config.output, records, config.shard_bytes, config.seed)
-    stage("writing the STAC catalog")
-    catalog_path = write_catalog(config.output, records, shard_index) if records else None
-    stage("writing the report")
-    report_path = write_report(config.output, records, failures, shard_index, ignored)
+    with _naming(
+        config.output
+    ):  # failures.json last: a build that stops midway leaves the previous one whole
+        stage("packing shards")
+        shard_index = pack_shards(config.output, records, config.shard_bytes, config.seed)
+        stage("writing the STAC catalog")
+        catalog_path = write_catalog(config.output, records, shard_index) if records else None
+        stage("writing the report")
+        report_path = write_report(config.output, records, failures, shard_index, ignored)
+        _record_failures(config.output, failures)
     return BuildResult(records, failures, report_path, catalog_path, ignored)
+
+
+@contextmanager
+def _naming(folder: Path):
+    """An OS error without a file name (a full disk, say, seen by a write) names the output folder."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        raise OSError(exc.errno, exc.strerror or str(exc), str(folder)) from exc
 
 
 def _record_failures(output: Path, failures: list[dict[str, Any]]) -> None:
