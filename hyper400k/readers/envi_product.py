@@ -63,6 +63,10 @@ def open_envi(
     if (header.get("file type") or "").lower().startswith("envi spectral library"):
         raise UnsupportedProductError(header_path, "is an ENVI spectral library, not an image cube")
     file_type = (header.get("file type") or "ENVI Standard").strip()
+    if file_type.lower().startswith("envi classification"):
+        raise UnsupportedProductError(
+            header_path, "is an ENVI classification image (class codes), not spectra"
+        )
     if not file_type.lower().startswith("envi"):
         raise UnsupportedProductError(
             header_path, f"describes a '{file_type}' file, not raw ENVI data; open {data_path.name} itself"
