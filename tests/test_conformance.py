@@ -124,3 +124,27 @@ def test_map_info_of_refused_headers(entry):
     assert georef.crs == entry["georef"]["crs"]
     np.testing.assert_allclose(georef.transform, entry["georef"]["transform"], rtol=1e-12, atol=1e-9)
     assert georef.gsd_m == pytest.approx(entry["georef"]["gsd_m"], rel=1e-3)
+
+
+def coverage_table(entries: list[dict[str, Any]]) -> str:
+    """The README's coverage table: one row per header, what it exercises and how it ends."""
+    rows = [
+        "| header | instrument / product | written by | exercises | outcome |",
+        "|---|---|---|---|---|",
+    ]
+    for entry in entries:
+        refusal = entry.get("refuse", "").replace(chr(92), "")  # drop the regular expression's escapes
+        outcome = "read" if "expect" in entry else f"refused: {refusal}"
+        if "expect" in entry and entry.get("options"):
+            outcome += f" with {', '.join(f'`--{k}`' for k in entry['options'])}"
+            outcome += "; refused without" if "refuse_without_options" in entry else ""
+        name = entry_id(entry).replace("|", "\\|")
+        rows.append(
+            f"| `{name}` | {entry['sensor_family']} | {entry['writer']} | {'; '.join(entry['covers'])} | {outcome} |"
+        )
+    return "\n".join(rows)
+
+
+def test_readme_coverage_table_is_current():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert coverage_table(ENTRIES) in readme, "regenerate the README table with tests/test_conformance.py"
