@@ -58,14 +58,15 @@ def print_error(exc: BaseException, prefix: str = "error") -> None:
 def exit_code_for(exc: BaseException) -> int:
     """The documented exit code of an exception a command let out (see :data:`EXIT_CODES`)."""
     from hyper400k.errors import ProductError
+    from hyper400k.shards import ShardError
 
-    if isinstance(exc, ProductError) and isinstance(exc.__cause__, OSError):
-        return exit_code_for(exc.__cause__)  # e.g. a header that cannot be read: permission denied
+    if isinstance(exc, ProductError | ShardError) and isinstance(exc.__cause__, OSError):
+        return exit_code_for(exc.__cause__)  # a header that cannot be read, a shard that cannot be written
     if isinstance(exc, _INPUT_OS_ERRORS):
         return EXIT_INPUT
     if isinstance(exc, OSError):
         return EXIT_SYSTEM
-    if isinstance(exc, ProductError | ValueError | _yaml_error()):
+    if isinstance(exc, ProductError | ShardError | ValueError | _yaml_error()):
         return EXIT_INPUT
     return EXIT_INTERNAL
 

@@ -108,6 +108,8 @@ def _classify_header(header: Path) -> tuple[str, str] | None:
         return None  # the build reports the broken header as a failed product, with the reason
     if file_type.startswith("envi spectral library"):
         return "ignored", "ENVI spectral library, not an image"
+    if file_type.startswith("envi classification"):
+        return "ignored", "ENVI classification image (class codes), not spectra"
     if not file_type.startswith("envi"):
         return "part", f"ENVI sidecar of a '{file_type}' file"
     return None

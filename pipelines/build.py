@@ -50,7 +50,7 @@ from pipelines.generation import (
     write_generation_index,
 )
 from pipelines.pack import SHARDS, WindowRecord, WindowSpec, load_window_record, pack_window
-from pipelines.product_task import ProductJob, load_record, run_product
+from pipelines.product_task import OUTPUT_ERRNOS, ProductJob, load_record, run_product
 from pipelines.report import write_report
 
 log = logging.getLogger(__name__)
@@ -226,38 +226,39 @@ def build(config: BuildConfig, on_stage: Callable[[str], None] | None = None) ->
     work = output / "work"
     jobs, refused = plan_jobs(paths, config, sources, committed_splits(work, committed, settings))
     failures += refused
-    records = {job.product_id: load_record(work, job.product_id) for job in jobs}
-    plan = plan_generation(
-        output,
-        jobs,
-        records,
-        committed,
-        settings,
-        window_products=config.window_products,
-        checksum=config.verify,
-    )
-    for window, problems in sorted(plan.repaired.items()):
-        log.warning("window %s is damaged (%s): packing it again", window, "; ".join(problems))
-    stage(f"tiling and packing {len(plan.fresh) + len(plan.derived)} windows of {len(jobs)} products")
-    packed, failed = run_plan(plan, records, config)
-    failures += failed
-    windows = [window for window in plan.kept + packed if window.products]  # not windows of failures only
-    built = [records[p] for w in windows for p in w.products if records.get(p)]
-    catalog_path: Path | None = output / CATALOG_FILE if committed else None
-    if windows and (plan.changed or committed is None):
-        stage(f"writing generation {plan.generation}")
-        write_generation_index(output, plan.generation, windows, built, settings)
-        stage(f"writing the STAC catalog of generation {plan.generation}")
-        catalog_path = write_catalog(output, built, windows, plan.generation)
-        stage(f"committed generation {plan.generation}")
-        committed = load_committed(output)
-    if committed is not None:
-        stage("removing files no generation uses")
-        collect_garbage(output, committed)
-    _record_failures(output, failures)
-    stage("writing the report")
-    report_path = write_report(output, built, failures, committed.index if committed else {}, ignored)
-    return BuildResult(built, failures, report_path, catalog_path, ignored)
+    with _naming(output):  # a full disk or read-only output is named; the last generation stays whole
+        records = {job.product_id: load_record(work, job.product_id) for job in jobs}
+        plan = plan_generation(
+            output,
+            jobs,
+            records,
+            committed,
+            settings,
+            window_products=config.window_products,
+            checksum=config.verify,
+        )
+        for window, problems in sorted(plan.repaired.items()):
+            log.warning("window %s is damaged (%s): packing it again", window, "; ".join(problems))
+        stage(f"tiling and packing {len(plan.fresh) + len(plan.derived)} windows of {len(jobs)} products")
+        packed, failed = run_plan(plan, records, config)
+        failures += failed
+        windows = [window for window in plan.kept + packed if window.products]  # not windows of failures only
+        built = [records[p] for w in windows for p in w.products if records.get(p)]
+        catalog_path: Path | None = output / CATALOG_FILE if committed else None
+        if windows and (plan.changed or committed is None):
+            stage(f"writing generation {plan.generation}")
+            write_generation_index(output, plan.generation, windows, built, settings)
+            stage(f"writing the STAC catalog of generation {plan.generation}")
+            catalog_path = write_catalog(output, built, windows, plan.generation)
+            stage(f"committed generation {plan.generation}")
+            committed = load_committed(output)
+        if committed is not None:
+            stage("removing files no generation uses")
+            collect_garbage(output, committed)
+        stage("writing the report")
+        report_path = write_report(output, built, failures, committed.index if committed else {}, ignored)
+        _record_failures(output, failures)  # last: a build that stops midway leaves the previous one whole
+        return BuildResult(built, failures, report_path, catalog_path, ignored)
 
 
 def run_plan(
@@ -336,6 +337,11 @@ def _has_spool(job: ProductJob, record: dict[str, Any] | None) -> bool:
 Outcome = tuple[list[str], dict[str, Any] | BaseException]
 
 
+def _failed(job: ProductJob, reason: str) -> dict[str, Any]:
+    """The record of a product whose task did not come back."""
+    return {"status": "failed", "product_id": job.product_id, "path": job.path, "reason": reason}
+
+
 def _run_here(
     fresh: list[FreshWindow],
     derived: list[WindowSpec],
@@ -357,9 +363,14 @@ def _run_here(
 
 
 def _pack_safely(spec: WindowSpec, products: list[str], members: list[Any]) -> Outcome:
+    """Pack one window; a bad window is retried by the next build, but a full or read-only output stops it."""
     try:
         return products, pack_window(spec, *members)
-    except (ShardError, OSError, ValueError) as exc:
+    except OSError as exc:
+        if exc.errno in OUTPUT_ERRNOS:
+            raise
+        return products, exc
+    except (ShardError, ValueError) as exc:
         return products, exc
 
 
@@ -407,6 +418,10 @@ def _run_on_cluster(
             if future.key in products_of:
                 try:
                     outcomes.append((products_of[future.key], future.result()))
+                except OSError as exc:
+                    if exc.errno in OUTPUT_ERRNOS:
+                        raise
+                    outcomes.append((products_of[future.key], exc))
                 except Exception as exc:  # noqa: BLE001 - a window that cannot be packed is retried next run
                     outcomes.append((products_of[future.key], exc))
                 continue
@@ -414,19 +429,29 @@ def _run_on_cluster(
             job = next(j for j in window.jobs if f"product-{j.product_id}" == future.key)
             try:
                 records[job.product_id] = future.result()
+            except OSError as exc:
+                if exc.errno in OUTPUT_ERRNOS:
+                    raise
+                records[job.product_id] = _failed(job, str(exc))
             except Exception as exc:  # a worker died twice on this product (KilledWorker) or similar
-                records[job.product_id] = {
-                    "status": "failed",
-                    "product_id": job.product_id,
-                    "path": job.path,
-                    "reason": repr(exc),
-                }
+                records[job.product_id] = _failed(job, repr(exc))
             bar.update()
             pending = waiting[window.spec.window_id]
             pending.discard(job.product_id)
             if not pending:
                 window_ready(window)
     return outcomes
+
+
+@contextmanager
+def _naming(folder: Path):
+    """An OS error without a file name (a full disk, say, seen by a write) names the output folder."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        raise OSError(exc.errno, exc.strerror or str(exc), str(folder)) from exc
 
 
 def _record_failures(output: Path, failures: list[dict[str, Any]]) -> None:

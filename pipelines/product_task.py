@@ -7,6 +7,7 @@ task killed midway leaves only temporary files that the next attempt overwrites.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -29,6 +30,8 @@ SPOOL_BYTES = 1 << 62  # one spool file per product: its window's packing task m
 QUICKLOOKS_PER_PRODUCT = 2
 RECORD = "record.json"
 _STATS_STEP = 4
+# The output cannot take writes: every product would fail alike, so the build stops instead.
+OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,14 @@ def run_product(job: ProductJob) -> dict[str, Any]:
     out = product_dir(Path(job.work_dir), job.product_id)
     try:
         return _process(job, out)
-    except (ProductError, OSError, ValueError) as exc:
+    except OSError as exc:
+        shutil.rmtree(out, ignore_errors=True)
+        if exc.errno in OUTPUT_ERRNOS and exc.filename is None:  # name the folder when the OS did not
+            raise OSError(exc.errno, exc.strerror, str(out)) from exc
+        if exc.errno in OUTPUT_ERRNOS:
+            raise
+        return {"status": "failed", "product_id": job.product_id, "path": job.path, "reason": str(exc)}
+    except (ProductError, ValueError) as exc:
         shutil.rmtree(out, ignore_errors=True)
         return {"status": "failed", "product_id": job.product_id, "path": job.path, "reason": str(exc)}
     except Exception as exc:  # a bug must not stop the other products; keep the traceback for the report

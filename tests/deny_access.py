@@ -1,5 +1,6 @@
-"""Imported first by a child process run as root: opening or listing a path named in ``$DENY_ACCESS`` (or
-anything under it) raises ``PermissionError`` as the kernel does for a non-root user on a chmod 000 path."""
+"""Imported first by a child process run as root: opening, listing, creating or renaming a path named in
+``$DENY_ACCESS`` (or anything under it) raises ``PermissionError``, as the kernel does for a non-root user on a
+chmod 000 path."""
 
 from __future__ import annotations
 
@@ -32,3 +33,18 @@ builtins.open = io.open = _guard(io.open)
 os.open = _guard(os.open)
 os.scandir = _guard(os.scandir)
 os.listdir = _guard(os.listdir)
+os.mkdir = _guard(os.mkdir)
+os.unlink = _guard(os.unlink)
+
+
+def _guard_both(function):
+    def guarded(src, dst, *args, **kwargs):
+        _check(src)
+        _check(dst)
+        return function(src, dst, *args, **kwargs)
+
+    return guarded
+
+
+os.replace = _guard_both(os.replace)
+os.rename = _guard_both(os.rename)

@@ -31,6 +31,7 @@ from hyper400k.readers.metadata import (
     product_id_of,
     refuse_companion,
     resolve_identity,
+    sensor_of,
     units_for,
 )
 from hyper400k.scene import Geometry, SceneMeta
@@ -63,6 +64,10 @@ def open_envi(
     if (header.get("file type") or "").lower().startswith("envi spectral library"):
         raise UnsupportedProductError(header_path, "is an ENVI spectral library, not an image cube")
     file_type = (header.get("file type") or "ENVI Standard").strip()
+    if file_type.lower().startswith("envi classification"):
+        raise UnsupportedProductError(
+            header_path, "is an ENVI classification image (class codes), not spectra"
+        )
     if not file_type.lower().startswith("envi"):
         raise UnsupportedProductError(
             header_path, f"describes a '{file_type}' file, not raw ENVI data; open {data_path.name} itself"
@@ -74,9 +79,9 @@ def open_envi(
     refuse_companion(data_path)
     lines, samples, bands = header.shape
     info = band_info_from_header(header, data_path)
-    identity = resolve_identity(data_path, sensor_name, level, hint=_level_hint(header))
-    spec = sensor(identity.sensor)
+    spec = sensor(sensor_name or sensor_of(data_path))
     check_band_centres(info.wavelength_nm, info.fwhm_nm, spec.spectrometer_joins_nm, header_path)
+    identity = resolve_identity(data_path, spec.name, level, hint=_level_hint(header))
     band_scale, notes = _band_scale(header, data_path, identity.sensor, identity.level, scale)
     nodata = header.float_or_none("data ignore value")
     if nodata is None and identity.sensor != "other":

@@ -48,6 +48,12 @@ def resolve_identity(data_path: Path, sensor_name: str | None, level: str | None
     return Identity(sensor_name or name.sensor, level or name.level, name.version, name.datetime)
 
 
+def sensor_of(data_path: Path) -> str:
+    """The sensor a file name claims, or ``other``."""
+    name = identify(data_path)
+    return "other" if name is None else name.sensor
+
+
 def refuse_companion(data_path: Path) -> None:
     """Refuse a ``loc``/``obs``/``glt``/``igm`` companion given where an image product is expected."""
     role = file_role(data_path)
