@@ -412,3 +412,18 @@ def test_random_init_needs_no_checkpoint(tmp_path: Path) -> None:
     assert 0.0 <= metrics["OA"] <= 1.0
     with pytest.raises(FileNotFoundError, match="absent/model.pt"):
         probe(replace(config, init="pretrained"), _segmentation_data())
+
+
+def test_random_init_takes_the_checkpoint_configuration_and_text_vectors(tmp_path: Path) -> None:
+    from specaware.downstream.runner import load_backbone
+    from specaware.model import build_model, save_checkpoint
+
+    pretrained = build_model("tiny", **SMALL)
+    path = save_checkpoint(pretrained, tmp_path / "model.pt")
+    fresh = load_backbone(_config(tmp_path, "segmentation", checkpoint=str(path), model="base"))
+    assert fresh.config == pretrained.config and fresh.text_kind == pretrained.text_kind
+    ours, theirs = fresh.state_dict(), pretrained.state_dict()
+    assert torch.equal(ours["encoder.meta.text.sensor_vectors"], theirs["encoder.meta.text.sensor_vectors"])
+    assert not torch.equal(ours["encoder.blocks.0.attn.qkv.weight"], theirs["encoder.blocks.0.attn.qkv.weight"])
+    same = load_backbone(_config(tmp_path, "segmentation", checkpoint=str(path), init="pretrained"))
+    assert torch.equal(same.state_dict()["encoder.blocks.0.attn.qkv.weight"], theirs["encoder.blocks.0.attn.qkv.weight"])

@@ -121,9 +121,8 @@ def load_backbone(config: DownstreamConfig) -> SpecAwareMAE:
         if config.init == "pretrained":
             return pretrained
         torch.manual_seed(config.seed)
-        fresh = SpecAwareMAE(pretrained.config, text_vectors("placeholder"))
-        fresh.load_state_dict({**fresh.state_dict(), **dict(pretrained.named_buffers())})
-        return fresh
+        text = pretrained.encoder.meta.text
+        return SpecAwareMAE(pretrained.config, (text.sensor_vectors, text.level_vectors, text.kind))
     if config.checkpoint:
         log.info("no checkpoint at %s: random init of the %r config", config.checkpoint, config.model)
     torch.manual_seed(config.seed)
