@@ -661,7 +661,7 @@ def test_deepspeed_training_tracks_allreduce_and_gradient_only_averaging_diverge
     steps = 60
     results = spawn(_training_worker, 4, str(radiance), steps, str(tmp_path), timeout_s=SPAWN_TIMEOUT_S)
     first = results[0]
-    assert first["allreduce_off"] and first["hook_steps"] == steps and first["hook_groups"] == 4
+    assert first["allreduce_off"] and first["hook_steps"] == steps and first["hook_groups"] == 2
     assert max(first["baseline_disagreements"]) < 1e-6  # all-reduce keeps identical replicas
 
     # DS-Sync: replicas differ (no hidden all-reduce) but stay close, and the loss tracks the baseline.
