@@ -764,7 +764,6 @@ def test_ranks_with_different_configs_fail_at_attach_naming_the_ranks() -> None:
     for message in messages:  # every rank fails, none hangs
         assert message.startswith("DSSyncMismatchError: DS-Sync config differs between ranks: ranks [2]")
         assert "schedule" in message and "seed" in message and "rank 2: " in message
-    assert spawn(_mismatch_worker, 2, configs[:2], timeout_s=100) == ["", ""]
 
 
 @pytest.mark.timeout(120)
