@@ -287,8 +287,8 @@ def _flat(state: ReplicaState) -> torch.Tensor:
     return torch.cat([t.detach().reshape(-1).double() for t in state.averaged])
 
 
-def _consensus_worker(group_sizes: list[int]) -> list[dict[str, Any]]:
-    """Per group size: distinct replicas, one hypercube period of plain averaging (no updates) vs the mean."""
+def _consensus_worker(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per config: distinct replicas, one schedule period of plain averaging (no updates) vs the mean."""
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     calls: list[list[int]] = []
@@ -300,9 +300,10 @@ def _consensus_worker(group_sizes: list[int]) -> list[dict[str, Any]]:
 
     dist.new_group = counting_new_group
     results = []
-    for group_size in group_sizes:
+    for config in configs:
         torch.manual_seed(rank)
-        model = nn.Sequential(nn.Linear(5, 7), nn.BatchNorm1d(7), nn.Linear(7, 3))
+        # 87 floats: an odd count, so the hierarchical schedule's buckets carry shard padding.
+        model = nn.Sequential(nn.Linear(4, 7), nn.BatchNorm1d(7), nn.Linear(7, 3))
         with torch.no_grad():
             model[1].running_mean.normal_()
         state = ReplicaState.from_module(model)
@@ -310,7 +311,7 @@ def _consensus_worker(group_sizes: list[int]) -> list[dict[str, Any]]:
         dist.all_reduce(mean)
         mean /= world
         calls.clear()
-        hook = DSSyncHook(state, DSSyncConfig(enabled=True, group_size=group_size, disagreement_every=0))
+        hook = DSSyncHook(state, DSSyncConfig.from_dict({"enabled": True, "disagreement_every": 0, **config}))
         calls_at_attach = len(calls)
         period = len(hook.schedule.partitions)
         planned = [hook.schedule.partition(step) for step in range(3 * period)]
@@ -630,20 +631,30 @@ def radiance(realdata: Path) -> Path:
     return path
 
 
+HIERARCHICAL_2_PER_NODE = {"schedule": "hierarchical", "group_size": 2, "topology": {"ranks_per_node": 2}}
+
+
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("world, groups_by_size", [(4, {2: 2, 4: 0}), (8, {2: 3, 4: 2})])
-def test_one_hypercube_period_without_updates_gives_every_replica_the_global_mean(
-    world: int, groups_by_size: dict[int, int]
+@pytest.mark.parametrize(
+    "world, groups_by_config",
+    [
+        (4, [({"group_size": 2}, 2), ({"group_size": 4}, 0), (HIERARCHICAL_2_PER_NODE, 2)]),
+        (8, [({"group_size": 2}, 3), ({"group_size": 4}, 2), (HIERARCHICAL_2_PER_NODE, 3)]),
+    ],
+)
+def test_one_schedule_period_without_updates_gives_every_replica_the_global_mean(
+    world: int, groups_by_config: list[tuple[dict[str, Any], int]]
 ) -> None:
-    per_rank = spawn(_consensus_worker, world, list(groups_by_size), timeout_s=SPAWN_TIMEOUT_S)
+    configs = [config for config, _ in groups_by_config]
+    per_rank = spawn(_consensus_worker, world, configs, timeout_s=SPAWN_TIMEOUT_S)
     for results in per_rank:
         periodic = results.pop()
         assert periodic["step"] == 3 and periodic["trace"][0] > 1e-3 and periodic["trace"][2] < 1e-7
         assert periodic["logged"] == [(3, periodic["trace"][2])]
-        for groups, result in zip(groups_by_size.values(), results, strict=True):
+        for (_, groups), result in zip(groups_by_config, results, strict=True):
             assert result["same_schedule"]
-            # Each rank creates only its own groups: one per round (log2(W)/log2(K) rounds); a whole-world
-            # group reuses the default group.
+            # Each rank creates only its own groups: one per round (hierarchical: its node group and one
+            # rail group per node-level round); a whole-world group reuses the default group.
             assert result["created"] == groups
             assert result["calls_at_attach"] == groups and result["calls_after"] == groups  # never again
             assert result["before"] > 0.1
