@@ -584,35 +584,35 @@ def _resume_worker(header: str, checkpoint_dir: str, export_dir: str) -> dict[st
     return result
 
 
-def _mismatch_worker(configs: list[dict[str, Any]]) -> str:
-    """Attach with this rank's config; return the error message (empty when attach succeeds)."""
-    dist.init_process_group("gloo")
-    torch.manual_seed(0)
-    try:
-        DSSyncHook(ReplicaState.from_module(nn.Linear(3, 3)), DSSyncConfig(**configs[dist.get_rank()]))
-    except Exception as error:  # noqa: BLE001 - the message is the result
-        return f"{type(error).__name__}: {error}"
-    return ""
+def _failure_worker(configs: list[dict[str, Any]], timeout_s: float) -> dict[str, str]:
+    """Two failures in one job (timeout ``timeout_s``), each returned as its error message ("" if none).
 
-
-def _timeout_worker(timeout_s: float) -> str:
-    """Rank 1 never joins step 0's average; rank 0 must fail after the job's timeout, naming step and group."""
+    ``mismatch``: attach with this rank's entry of ``configs``. ``timeout``: rank 1 never joins step 0's
+    average, so rank 0 must fail after the job's timeout, naming the step and the group.
+    """
     from datetime import timedelta
 
     dist.init_process_group("gloo", timeout=timedelta(seconds=timeout_s))
     rank = dist.get_rank()
+    torch.manual_seed(0)
+    result = {"mismatch": "", "timeout": "averaged"}
+    try:
+        DSSyncHook(ReplicaState.from_module(nn.Linear(3, 3)), DSSyncConfig(**configs[rank]))
+    except Exception as error:  # noqa: BLE001 - the message is the result
+        result["mismatch"] = f"{type(error).__name__}: {error}"
     hook = DSSyncHook(
         ReplicaState.from_module(nn.Linear(3, 3)),
         DSSyncConfig(enabled=True, group_size=2, disagreement_every=0),
     )
     if rank == 1:
         time.sleep(3 * timeout_s)  # alive but absent: only a timeout can end rank 0's wait
-        return "absent"
+        result["timeout"] = "absent"
+        return result
     try:
         hook.average()
     except Exception as error:  # noqa: BLE001 - the message is the result
-        return f"{type(error).__name__}: {error}"
-    return "averaged"
+        result["timeout"] = f"{type(error).__name__}: {error}"
+    return result
 
 
 def _sleep_forever() -> None:
@@ -765,21 +765,29 @@ def test_a_resumed_dssync_run_equals_the_uninterrupted_one(radiance: Path, tmp_p
     assert not results[0]["export_is_own_replica"]
 
 
-@pytest.mark.timeout(120)
-def test_ranks_with_different_configs_fail_at_attach_naming_the_ranks() -> None:
+@pytest.fixture(scope="module")
+def failures() -> list[dict[str, str]]:
+    """One 4-rank job (timeout 4 s, far below gloo's 30 min default): a config mismatch, then a timeout."""
     configs = [{"enabled": True, "group_size": 2, "seed": 0}] * 2 + [
         {"enabled": True, "group_size": 2, "seed": 1, "schedule": "seeded-shuffle"},
         {"enabled": True, "group_size": 2, "seed": 0},
     ]
-    messages = spawn(_mismatch_worker, 4, configs, timeout_s=100)
-    for message in messages:  # every rank fails, none hangs
+    return spawn(_failure_worker, 4, configs, 4.0, timeout_s=150)
+
+
+@pytest.mark.timeout(180)
+def test_ranks_with_different_configs_fail_at_attach_naming_the_ranks(failures: list[dict[str, str]]) -> None:
+    for result in failures:  # every rank fails, none hangs
+        message = result["mismatch"]
         assert message.startswith("DSSyncMismatchError: DS-Sync config differs between ranks: ranks [2]")
         assert "schedule" in message and "seed" in message and "rank 2: " in message
 
 
-@pytest.mark.timeout(120)
-def test_a_missing_partner_fails_after_the_job_timeout_naming_step_and_group() -> None:
-    messages = spawn(_timeout_worker, 4, 4.0, timeout_s=100)  # far below gloo's 30 min default
+@pytest.mark.timeout(180)
+def test_a_missing_partner_fails_after_the_job_timeout_naming_step_and_group(
+    failures: list[dict[str, str]],
+) -> None:
+    messages = [result["timeout"] for result in failures]
     assert messages[1] == "absent" and messages[2] == messages[3] == "averaged"
     assert messages[0].startswith("DSSyncCommError: DS-Sync step 0: group average on rank 0 in group [0, 1]")
     assert "timeout 0:00:04" in messages[0]
