@@ -287,8 +287,8 @@ def _flat(state: ReplicaState) -> torch.Tensor:
     return torch.cat([t.detach().reshape(-1).double() for t in state.averaged])
 
 
-def _consensus_worker(group_sizes: list[int]) -> list[dict[str, Any]]:
-    """Per group size: distinct replicas, one hypercube period of plain averaging (no updates) vs the mean."""
+def _consensus_worker(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per config: distinct replicas, one schedule period of plain averaging (no updates) vs the mean."""
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     calls: list[list[int]] = []
@@ -300,9 +300,10 @@ def _consensus_worker(group_sizes: list[int]) -> list[dict[str, Any]]:
 
     dist.new_group = counting_new_group
     results = []
-    for group_size in group_sizes:
+    for config in configs:
         torch.manual_seed(rank)
-        model = nn.Sequential(nn.Linear(5, 7), nn.BatchNorm1d(7), nn.Linear(7, 3))
+        # 87 floats: an odd count, so the hierarchical schedule's buckets carry shard padding.
+        model = nn.Sequential(nn.Linear(4, 7), nn.BatchNorm1d(7), nn.Linear(7, 3))
         with torch.no_grad():
             model[1].running_mean.normal_()
         state = ReplicaState.from_module(model)
@@ -310,7 +311,7 @@ def _consensus_worker(group_sizes: list[int]) -> list[dict[str, Any]]:
         dist.all_reduce(mean)
         mean /= world
         calls.clear()
-        hook = DSSyncHook(state, DSSyncConfig(enabled=True, group_size=group_size, disagreement_every=0))
+        hook = DSSyncHook(state, DSSyncConfig.from_dict({"enabled": True, "disagreement_every": 0, **config}))
         calls_at_attach = len(calls)
         period = len(hook.schedule.partitions)
         planned = [hook.schedule.partition(step) for step in range(3 * period)]
@@ -583,35 +584,35 @@ def _resume_worker(header: str, checkpoint_dir: str, export_dir: str) -> dict[st
     return result
 
 
-def _mismatch_worker(configs: list[dict[str, Any]]) -> str:
-    """Attach with this rank's config; return the error message (empty when attach succeeds)."""
-    dist.init_process_group("gloo")
-    torch.manual_seed(0)
-    try:
-        DSSyncHook(ReplicaState.from_module(nn.Linear(3, 3)), DSSyncConfig(**configs[dist.get_rank()]))
-    except Exception as error:  # noqa: BLE001 - the message is the result
-        return f"{type(error).__name__}: {error}"
-    return ""
+def _failure_worker(configs: list[dict[str, Any]], timeout_s: float) -> dict[str, str]:
+    """Two failures in one job (timeout ``timeout_s``), each returned as its error message ("" if none).
 
-
-def _timeout_worker(timeout_s: float) -> str:
-    """Rank 1 never joins step 0's average; rank 0 must fail after the job's timeout, naming step and group."""
+    ``mismatch``: attach with this rank's entry of ``configs``. ``timeout``: rank 1 never joins step 0's
+    average, so rank 0 must fail after the job's timeout, naming the step and the group.
+    """
     from datetime import timedelta
 
     dist.init_process_group("gloo", timeout=timedelta(seconds=timeout_s))
     rank = dist.get_rank()
+    torch.manual_seed(0)
+    result = {"mismatch": "", "timeout": "averaged"}
+    try:
+        DSSyncHook(ReplicaState.from_module(nn.Linear(3, 3)), DSSyncConfig(**configs[rank]))
+    except Exception as error:  # noqa: BLE001 - the message is the result
+        result["mismatch"] = f"{type(error).__name__}: {error}"
     hook = DSSyncHook(
         ReplicaState.from_module(nn.Linear(3, 3)),
         DSSyncConfig(enabled=True, group_size=2, disagreement_every=0),
     )
     if rank == 1:
         time.sleep(3 * timeout_s)  # alive but absent: only a timeout can end rank 0's wait
-        return "absent"
+        result["timeout"] = "absent"
+        return result
     try:
         hook.average()
     except Exception as error:  # noqa: BLE001 - the message is the result
-        return f"{type(error).__name__}: {error}"
-    return "averaged"
+        result["timeout"] = f"{type(error).__name__}: {error}"
+    return result
 
 
 def _sleep_forever() -> None:
@@ -630,20 +631,30 @@ def radiance(realdata: Path) -> Path:
     return path
 
 
+HIERARCHICAL_2_PER_NODE = {"schedule": "hierarchical", "group_size": 2, "topology": {"ranks_per_node": 2}}
+
+
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("world, groups_by_size", [(4, {2: 2, 4: 0}), (8, {2: 3, 4: 2})])
-def test_one_hypercube_period_without_updates_gives_every_replica_the_global_mean(
-    world: int, groups_by_size: dict[int, int]
+@pytest.mark.parametrize(
+    "world, groups_by_config",
+    [
+        (4, [({"group_size": 2}, 2), ({"group_size": 4}, 0), (HIERARCHICAL_2_PER_NODE, 2)]),
+        (8, [({"group_size": 2}, 3), ({"group_size": 4}, 2), (HIERARCHICAL_2_PER_NODE, 3)]),
+    ],
+)
+def test_one_schedule_period_without_updates_gives_every_replica_the_global_mean(
+    world: int, groups_by_config: list[tuple[dict[str, Any], int]]
 ) -> None:
-    per_rank = spawn(_consensus_worker, world, list(groups_by_size), timeout_s=SPAWN_TIMEOUT_S)
+    configs = [config for config, _ in groups_by_config]
+    per_rank = spawn(_consensus_worker, world, configs, timeout_s=SPAWN_TIMEOUT_S)
     for results in per_rank:
         periodic = results.pop()
         assert periodic["step"] == 3 and periodic["trace"][0] > 1e-3 and periodic["trace"][2] < 1e-7
         assert periodic["logged"] == [(3, periodic["trace"][2])]
-        for groups, result in zip(groups_by_size.values(), results, strict=True):
+        for (_, groups), result in zip(groups_by_config, results, strict=True):
             assert result["same_schedule"]
-            # Each rank creates only its own groups: one per round (log2(W)/log2(K) rounds); a whole-world
-            # group reuses the default group.
+            # Each rank creates only its own groups: one per round (hierarchical: its node group and one
+            # rail group per node-level round); a whole-world group reuses the default group.
             assert result["created"] == groups
             assert result["calls_at_attach"] == groups and result["calls_after"] == groups  # never again
             assert result["before"] > 0.1
@@ -661,7 +672,7 @@ def test_deepspeed_training_tracks_allreduce_and_gradient_only_averaging_diverge
     steps = 60
     results = spawn(_training_worker, 4, str(radiance), steps, str(tmp_path), timeout_s=SPAWN_TIMEOUT_S)
     first = results[0]
-    assert first["allreduce_off"] and first["hook_steps"] == steps and first["hook_groups"] == 4
+    assert first["allreduce_off"] and first["hook_steps"] == steps and first["hook_groups"] == 2
     assert max(first["baseline_disagreements"]) < 1e-6  # all-reduce keeps identical replicas
 
     # DS-Sync: replicas differ (no hidden all-reduce) but stay close, and the loss tracks the baseline.
@@ -754,22 +765,29 @@ def test_a_resumed_dssync_run_equals_the_uninterrupted_one(radiance: Path, tmp_p
     assert not results[0]["export_is_own_replica"]
 
 
-@pytest.mark.timeout(120)
-def test_ranks_with_different_configs_fail_at_attach_naming_the_ranks() -> None:
+@pytest.fixture(scope="module")
+def failures() -> list[dict[str, str]]:
+    """One 4-rank job (timeout 4 s, far below gloo's 30 min default): a config mismatch, then a timeout."""
     configs = [{"enabled": True, "group_size": 2, "seed": 0}] * 2 + [
         {"enabled": True, "group_size": 2, "seed": 1, "schedule": "seeded-shuffle"},
         {"enabled": True, "group_size": 2, "seed": 0},
     ]
-    messages = spawn(_mismatch_worker, 4, configs, timeout_s=100)
-    for message in messages:  # every rank fails, none hangs
+    return spawn(_failure_worker, 4, configs, 4.0, timeout_s=150)
+
+
+@pytest.mark.timeout(180)
+def test_ranks_with_different_configs_fail_at_attach_naming_the_ranks(failures: list[dict[str, str]]) -> None:
+    for result in failures:  # every rank fails, none hangs
+        message = result["mismatch"]
         assert message.startswith("DSSyncMismatchError: DS-Sync config differs between ranks: ranks [2]")
         assert "schedule" in message and "seed" in message and "rank 2: " in message
-    assert spawn(_mismatch_worker, 2, configs[:2], timeout_s=100) == ["", ""]
 
 
-@pytest.mark.timeout(120)
-def test_a_missing_partner_fails_after_the_job_timeout_naming_step_and_group() -> None:
-    messages = spawn(_timeout_worker, 4, 4.0, timeout_s=100)  # far below gloo's 30 min default
+@pytest.mark.timeout(180)
+def test_a_missing_partner_fails_after_the_job_timeout_naming_step_and_group(
+    failures: list[dict[str, str]],
+) -> None:
+    messages = [result["timeout"] for result in failures]
     assert messages[1] == "absent" and messages[2] == messages[3] == "averaged"
     assert messages[0].startswith("DSSyncCommError: DS-Sync step 0: group average on rank 0 in group [0, 1]")
     assert "timeout 0:00:04" in messages[0]

@@ -136,6 +136,10 @@ class HierarchicalSchedule:
         """The rail groups of each node-level partition (what the cross-node stage averages over)."""
         return tuple(self._rails(partition) for partition in self.across.partitions)
 
+    def partition(self, step: int) -> Partition:
+        """The rail groups whose shards average across nodes at step ``step``."""
+        return self._rails(self.across.partition(step))
+
     def locate(self, rank: int) -> tuple[int, int]:
         """(node index, local index) of ``rank``."""
         for node, members in enumerate(self.nodes):
