@@ -20,6 +20,9 @@ from scipy.ndimage import gaussian_filter
 
 from hyper400k.synth.spectra import load_speclib
 
+# A landscape-like material set of the USGS library: two similar grasses, a conifer, sand and coastal water.
+DEMO_MATERIALS = ("Lawn_Grass", "Grass_dry.4+.6green", "Pinon_Pine", "Quartz GDS74 Sand", "Seawater_Coast")
+
 
 @dataclass
 class UnmixingScene:
@@ -59,7 +62,7 @@ def pick_endmembers(
             chosen.append(int(index))
     if len(chosen) < count:
         raise ValueError(f"{library}: fewer than {count} spectra differ from each other by 0.1 rad")
-    return [names[i] for i in chosen[:count]], spectra[chosen[:count]]
+    return [" ".join(names[i].split()) for i in chosen[:count]], spectra[chosen[:count]]
 
 
 def generate_unmixing_scene(
@@ -120,3 +123,50 @@ def write_unmixing_mat(scene: UnmixingScene, folder: Path, order: str = "column"
     )
     scipy.io.savemat(truth, {"A": flat(scene.abundances), "M": scene.spectra.T.astype(np.float32)})
     return image, truth
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m specaware.downstream.generated FOLDER``: write a generated unmixing-style scene (``scene.mat``,
+    ``endmembers.mat``, ``wavelengths.txt``) built from the USGS library in ``../shared/realdata``."""
+    import argparse
+
+    root = Path(__file__).resolve().parents[3] / "shared" / "realdata"
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--library", type=Path, default=root / "speclib" / "s07_AV95_envi.hdr")
+    parser.add_argument(
+        "--wavelengths",
+        type=Path,
+        default=root / "wavelengths" / "indian_pines_corrected_200_wavelength_fwhm_nm.txt",
+        help="band table (centre, FWHM) of the sensor to simulate",
+    )
+    parser.add_argument("--rows", type=int, default=100)
+    parser.add_argument("--cols", type=int, default=100)
+    parser.add_argument("--materials", nargs="*", default=list(DEMO_MATERIALS))
+    parser.add_argument("--order", choices=("column", "row"), default="column")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    from specaware.downstream.datasets import read_wavelength_table
+
+    wavelength, fwhm = read_wavelength_table(args.wavelengths)
+    scene = generate_unmixing_scene(
+        args.library,
+        wavelength,
+        rows=args.rows,
+        cols=args.cols,
+        endmembers=len(args.materials),
+        materials=args.materials,
+        seed=args.seed,
+    )
+    image, truth = write_unmixing_mat(scene, args.folder, args.order)
+    table = args.folder / "wavelengths.txt"
+    table.write_text(
+        "# centre_nm fwhm_nm\n" + "".join(f"{w:.3f} {f:.3f}\n" for w, f in zip(wavelength, fwhm, strict=True))
+    )
+    print(
+        f"{image} ({scene.cube.shape[0]} bands, {args.rows} x {args.cols}), {truth}: {', '.join(scene.names)}"
+    )
+
+
+if __name__ == "__main__":
+    main()
