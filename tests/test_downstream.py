@@ -19,6 +19,7 @@ from specaware.downstream.datasets import (
     ChangeItem,
     LabelledImage,
     SensorInfo,
+    SplitScene,
     TaskData,
     block_split,
     cube_segmentation_data,
@@ -28,9 +29,18 @@ from specaware.downstream.datasets import (
     scene_folder_data,
     tile_segmentation_data,
 )
+from specaware.downstream.generated import UnmixingScene, generate_unmixing_scene, write_unmixing_mat
 from specaware.downstream.heads import build_head_model, level_blocks
 from specaware.downstream.metrics import change_metrics, classification_metrics, confusion_matrix
-from specaware.downstream.runner import DownstreamConfig, baseline, evaluate, finetune, probe
+from specaware.downstream.runner import (
+    DownstreamConfig,
+    baseline,
+    evaluate,
+    finetune,
+    probe,
+    run_seeds,
+    stitch_scene,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 # A very small encoder so CPU training steps take a fraction of a second.
@@ -134,7 +144,7 @@ def test_mat_cube_with_table_and_protocols(tmp_path: Path) -> None:
     data = load_data(spec)
     np.testing.assert_allclose(data.sensor.wavelength_nm, 450 + 100 * np.arange(12))
     assert data.sensor.fwhm_nm[0] == pytest.approx(10.0)
-    assert data.protocol == "blocks" and data.num_classes == 3
+    assert data.protocol.startswith("blocks") and data.num_classes == 3
     assert all(i.image.shape == (12, 16, 16) for i in data.train + data.test)
     # Blocks: a window is either train or test, and every labelled pixel is in exactly one of them.
     assert not {i.name for i in data.train} & {i.name for i in data.test}
@@ -220,10 +230,16 @@ def test_change_metrics_and_absent_class() -> None:
     m = change_metrics(np.array([[5, 1], [1, 3]]))
     assert m["change_F1"] == pytest.approx(0.75) and m["change_IoU"] == pytest.approx(0.6)
     assert m["OA"] == pytest.approx(0.8)
-    # A class absent from truth and prediction has undefined (None) scores, left out of the means.
-    m = classification_metrics(np.array([[2, 0, 0], [0, 0, 0], [1, 0, 1]]))
-    assert m["per_class"]["IoU"][1] is None and m["mIoU"] == pytest.approx((2 / 3 + 1 / 2) / 2)
-    assert m["AA"] == pytest.approx(0.75)
+    # A class absent from the test truth has undefined (None) scores; the headline means run over the full class
+    # set and count it as 0, naming it, while the *_present means leave it out.
+    m = classification_metrics(np.array([[2, 0, 0], [0, 0, 0], [1, 0, 1]]), ["a", "b", "c"])
+    assert m["per_class"]["IoU"][1] is None and m["per_class"]["recall"][1] is None
+    assert m["absent_from_test"] == ["b"] and m["classes"] == 3
+    assert m["mIoU"] == pytest.approx((2 / 3 + 1 / 2) / 3)
+    assert m["mIoU_present"] == pytest.approx((2 / 3 + 1 / 2) / 2)
+    assert m["AA"] == pytest.approx((1 + 0.5) / 3) and m["AA_present"] == pytest.approx(0.75)
+    assert m["macro_F1"] == pytest.approx((0.8 + 2 / 3) / 3)
+    assert m["per_class"]["support"] == [2, 0, 2]
     with pytest.raises(ValueError):
         confusion_matrix(np.array([1, 2]), np.array([0, 2]), 2)
 
@@ -281,7 +297,7 @@ def _config(tmp_path: Path, task: str, **values: object) -> DownstreamConfig:
 
 def test_finetune_segmentation_loss_falls_and_evaluate_matches(tmp_path: Path) -> None:
     data = _segmentation_data()
-    config = _config(tmp_path, "segmentation", steps=15)
+    config = _config(tmp_path, "segmentation", steps=30)
     metrics = finetune(config, data)
     history = np.loadtxt(tmp_path / "segmentation" / "history.csv", delimiter=",", skiprows=1)[:, 1]
     assert history[-3:].mean() < 0.8 * history[:3].mean()
@@ -424,6 +440,187 @@ def test_random_init_takes_the_checkpoint_configuration_and_text_vectors(tmp_pat
     assert fresh.config == pretrained.config and fresh.text_kind == pretrained.text_kind
     ours, theirs = fresh.state_dict(), pretrained.state_dict()
     assert torch.equal(ours["encoder.meta.text.sensor_vectors"], theirs["encoder.meta.text.sensor_vectors"])
-    assert not torch.equal(ours["encoder.blocks.0.attn.qkv.weight"], theirs["encoder.blocks.0.attn.qkv.weight"])
+    assert not torch.equal(
+        ours["encoder.blocks.0.attn.qkv.weight"], theirs["encoder.blocks.0.attn.qkv.weight"]
+    )
     same = load_backbone(_config(tmp_path, "segmentation", checkpoint=str(path), init="pretrained"))
-    assert torch.equal(same.state_dict()["encoder.blocks.0.attn.qkv.weight"], theirs["encoder.blocks.0.attn.qkv.weight"])
+    assert torch.equal(
+        same.state_dict()["encoder.blocks.0.attn.qkv.weight"], theirs["encoder.blocks.0.attn.qkv.weight"]
+    )
+
+
+# ---------------------------------------------------------------- honest protocols
+
+
+def test_block_split_is_stratified_and_independent_of_the_window() -> None:
+    """A rare class confined to two corners: every seed still puts it (and every class) in train and test."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(1, 3, size=(64, 80))
+    labels[:8, :8] = 3  # the rare class lies in two 8-px blocks only
+    labels[56:, 72:] = 3
+    labels[20:30, 30:40] = 0
+    for seed in range(8):
+        train, test = block_split(labels, 8, 0.3, seed=seed)
+        assert not (train & test).any() and ((train | test) == (labels > 0)).all()
+        for value in (1, 2, 3):
+            assert train[labels == value].any() and test[labels == value].any(), (seed, value)
+        share = [test[labels == v].sum() / (labels == v).sum() for v in (1, 2)]
+        assert all(0.15 < s < 0.45 for s in share)
+        # Blocks are 8 px whatever the window: no 8x8 block is split between train and test.
+        assert not (
+            train.reshape(8, 8, 10, 8).any(axis=(1, 3)) & test.reshape(8, 8, 10, 8).any(axis=(1, 3))
+        ).any()
+    assert not np.array_equal(block_split(labels, 8, 0.3, 0)[1], block_split(labels, 8, 0.3, 1)[1])
+
+
+def test_block_split_says_why_it_is_impossible() -> None:
+    labels = np.ones((32, 32), dtype=np.int64)
+    labels[:4, :4] = 2  # all of class 2 inside one 16-px block
+    with pytest.raises(ValueError, match=r"class\(es\) \[2\] lie in a single 16-pixel block.*per_class"):
+        block_split(labels, 16)
+    single = np.ones((4, 4), dtype=np.int64)
+    single[0, 0] = 2
+    with pytest.raises(ValueError, match="class 2 has a single labelled pixel"):
+        per_class_split(single, 2)
+
+
+# ---------------------------------------------------------------- unmixing-style data from real spectra
+
+
+def _unmixing_files(realdata: Path, folder: Path, order: str = "column") -> tuple[Path, Path, UnmixingScene]:
+    """A 40 x 56 scene of 4 real library spectra on every 8th band of the real Indian Pines band set."""
+    wavelength, _ = read_wavelength_table(
+        realdata / "wavelengths" / "indian_pines_corrected_200_wavelength_fwhm_nm.txt"
+    )
+    scene = generate_unmixing_scene(
+        realdata / "speclib" / "s07_AV95_envi.hdr", wavelength[::8], rows=40, cols=56, endmembers=4, seed=3
+    )
+    image, abundances = write_unmixing_mat(scene, folder, order)
+    return image, abundances, scene
+
+
+def _matrix_spec(realdata: Path, image: Path, abundances: Path, **values: object) -> dict:
+    table = realdata / "wavelengths" / "indian_pines_corrected_200_wavelength_fwhm_nm.txt"
+    wavelength, fwhm = read_wavelength_table(table)
+    spec = {"kind": "matrix", "image": str(image), "abundances": str(abundances)}
+    return (
+        spec
+        | {"wavelength_nm": wavelength[::8].tolist(), "fwhm_nm": fwhm[::8].tolist(), "window": 16}
+        | values
+    )
+
+
+def test_matrix_adapter_column_and_row_major_with_argmax_labels(realdata: Path, tmp_path: Path) -> None:
+    image, abundances, scene = _unmixing_files(realdata, tmp_path / "column", "column")
+    data = load_data(_matrix_spec(realdata, image, abundances))
+    whole = data.scenes[0].scene
+    np.testing.assert_array_equal(whole.image, scene.cube)  # bands x pixels, MATLAB order, back on the grid
+    np.testing.assert_array_equal(whole.labels, scene.labels)
+    assert data.task == "segmentation" and data.num_classes == 4 and data.sensor.gsd_m is None
+    # Stored pixel by pixel: pixel p of Y is (row p mod nRow, col p div nRow).
+    raw = scipy.io.loadmat(image)
+    np.testing.assert_array_equal(raw["Y"][:, 1], scene.cube[:, 1, 0])
+    assert raw["nRow"].item() == 40 and raw["nCol"].item() == 56
+
+    row_image, row_abundances, _ = _unmixing_files(realdata, tmp_path / "row", "row")
+    row_data = load_data(_matrix_spec(realdata, row_image, row_abundances, order="row"))
+    np.testing.assert_array_equal(row_data.scenes[0].scene.image, scene.cube)
+    # Pixels x bands works too; the wrong order is caught when nRow != nCol only by content, so check the
+    # counts: a wrong nRow is named in the error.
+    scipy.io.savemat(tmp_path / "transposed.mat", {"Y": raw["Y"].T, "nRow": 40, "nCol": 56})
+    transposed = load_data(_matrix_spec(realdata, tmp_path / "transposed.mat", abundances))
+    np.testing.assert_array_equal(transposed.scenes[0].scene.image, scene.cube)
+    scipy.io.savemat(tmp_path / "bad.mat", {"Y": raw["Y"], "nRow": 41, "nCol": 56})
+    with pytest.raises(ValueError, match=r"bad.mat.*none of .* could be the 25 x 2296 matrix"):
+        load_data(_matrix_spec(realdata, tmp_path / "bad.mat", abundances))
+    # Pixels whose largest abundance is below min_abundance stay unlabelled.
+    pure = load_data(_matrix_spec(realdata, image, abundances, min_abundance=0.9))
+    kept = pure.scenes[0].scene.labels > 0
+    np.testing.assert_array_equal(kept, scene.abundances.max(axis=0) >= 0.9)
+
+
+def test_gsd_is_optional_and_positions_are_unscaled() -> None:
+    info = SensorInfo(np.array([500.0, 600.0]), np.array([10.0, 10.0]), None)
+    assert info.position_scale == 1.0 and info.batch_fields(3)["gsd"].tolist() == [1.0, 1.0, 1.0]
+    assert SensorInfo(info.wavelength_nm, info.fwhm_nm, 30.0).batch_fields(1)["gsd"].tolist() == [30.0]
+
+
+def test_seeds_draw_new_splits_and_report_mean_and_std(realdata: Path, tmp_path: Path) -> None:
+    image, abundances, _ = _unmixing_files(realdata, tmp_path / "data")
+    spec = _matrix_spec(realdata, image, abundances, block=8, test_fraction=0.3)
+    config = DownstreamConfig(
+        task="segmentation", data=spec, output=str(tmp_path / "runs"), mode="logreg", init="random"
+    )
+    summary = run_seeds(baseline, config, 3)
+    runs = [json.loads((tmp_path / "runs" / f"seed{s}" / "metrics.json").read_text()) for s in range(3)]
+    assert len({tuple(r["per_class"]["support"]) for r in runs}) == 3  # each seed drew its own split
+    oa = [r["OA"] for r in runs]
+    assert summary["OA"]["mean"] == pytest.approx(np.mean(oa)) and summary["OA"]["std"] == pytest.approx(
+        np.std(oa, ddof=1)
+    )
+    assert json.loads((tmp_path / "runs" / "summary.json").read_text())["runs"] == 3
+    for run in runs:
+        assert run["absent_from_test"] == [] and min(run["per_class"]["support"]) > 0
+        assert min(run["per_class"]["train_support"]) > 0 and run["protocol"].startswith("blocks (8 px")
+
+
+def test_abundance_regression_task(realdata: Path, tmp_path: Path) -> None:
+    image, abundances, scene = _unmixing_files(realdata, tmp_path / "data")
+    spec = _matrix_spec(realdata, image, abundances, target="abundance", class_names=scene.names)
+    data = load_data(spec)
+    assert data.task == "abundance" and data.class_names == scene.names
+    assert all(item.abundance.shape == (4, 16, 16) for item in data.train)
+    forest = baseline(
+        _config(tmp_path, "abundance", mode="rf", rf_trees=20, output=str(tmp_path / "rf")), data
+    )
+    test = data.scenes[0].test
+    truth = scene.abundances[:, test].T
+    trivial = np.sqrt(np.mean((truth - scene.abundances[:, data.scenes[0].train].mean(axis=1)) ** 2))
+    assert forest["pixels"] == int(test.sum()) and forest["RMSE"] < 0.5 * trivial
+    assert 0 <= forest["SAD"] < 0.5 and len(forest["per_endmember"]["RMSE"]) == 4
+    tuned = finetune(_config(tmp_path, "abundance", steps=12, pixel_branch=True), data)
+    history = np.loadtxt(tmp_path / "abundance" / "history.csv", delimiter=",", skiprows=1)[:, 1]
+    assert history[-3:].mean() < history[:3].mean()
+    assert tuned["RMSE"] > 0 and (tmp_path / "abundance" / "abundance.png").stat().st_size > 0
+    with pytest.raises(ValueError, match="abundance task's spectral baseline is rf"):
+        baseline(_config(tmp_path, "abundance", mode="logreg"), data)
+
+
+# ---------------------------------------------------------------- per-pixel resolution and outputs
+
+
+def test_whole_scene_window_pixel_branch_progress_and_scene_map(
+    realdata: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image, abundances, scene = _unmixing_files(realdata, tmp_path / "data")
+    data = load_data(_matrix_spec(realdata, image, abundances, window="scene", block=8))
+    assert data.window == (40, 56) and len(data.train) == len(data.test) == 1
+    assert data.train[0].image.shape == (25, 40, 56)
+    config = _config(tmp_path, "segmentation", steps=4, pixel_branch=True, log_every=2)
+    metrics = finetune(config, data)
+    assert "finetune steps 4/4" in capsys.readouterr().err  # periodic lines without a TTY
+    assert metrics["pixels"] == int(data.scenes[0].test.sum())
+    assert metrics["run"].startswith("segmentation finetune + pixel branch")
+    assert (tmp_path / "segmentation" / "maps.png").stat().st_size > 0
+    again = evaluate(config, data)
+    assert again["confusion_matrix"] == metrics["confusion_matrix"]
+    with pytest.raises(ValueError, match="pixel_branch is for fine-tuning"):
+        _config(tmp_path, "segmentation", mode="probe", pixel_branch=True)
+
+
+def test_stitched_scene_prediction_masks_padding() -> None:
+    image = np.random.default_rng(0).random((3, 10, 13)).astype(np.float32)
+    split = SplitScene(
+        LabelledImage(image, np.ones((10, 13), dtype=np.int64), "s"),
+        np.ones((10, 13), bool),
+        np.zeros((10, 13), bool),
+    )
+    calls = []
+
+    def fake(items: list[LabelledImage]) -> list[np.ndarray]:
+        calls.append(len(items))
+        return [np.full(i.labels.shape, 1 + i.origin[0] // 8 + 2 * (i.origin[1] // 8)) for i in items]
+
+    stitched = stitch_scene(split, (8, 8), fake)
+    assert stitched.shape == (10, 13) and calls == [4]
+    assert stitched[0, 0] == 1 and stitched[9, 0] == 2 and stitched[0, 12] == 3 and stitched[9, 12] == 4

@@ -4,8 +4,10 @@ linear probes.
 Multi-level features are the patch tokens after the blocks at depth fractions 1/4, 2/4, 3/4 and 4/4 (blocks 3, 6, 9,
 12 of ViT-B), read with forward hooks on ``model.encoder.blocks`` so the model code stays untouched; the last level
 is the encoder's final-LN output. A neck turns each into a ``neck_width``-channel map rescaled ×4, ×2, ×1, ×0.5
-(strides k/4 … 2k), then a UPerNet head (PSP pooling on the coarsest level + FPN) predicts per-pixel classes at
-stride k/4, upsampled bilinearly to the input. Norm layers are GroupNorm (ours) so batches of one work on CPU.
+(strides k/4 … 2k), then a UPerNet head (PSP pooling on the coarsest level + FPN) fuses them at stride k/4; the
+fused features are upsampled bilinearly to the input's full resolution, optionally joined by a pixel-spectrum
+branch (:class:`PixelBranch`, a skip path from the input spectra), and a 3×3 conv + 1×1 classifier predict every
+pixel at full resolution. Norm layers are GroupNorm (ours) so batches of one work on CPU.
 
 Head outputs are logits over classes 1..K (channel i is label i + 1); label 0 is never predicted.
 """
@@ -69,7 +71,9 @@ class SpecAwareFeatures(nn.Module):
 
 
 def _norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(min(8, channels), channels)
+    """GroupNorm of at most 8 groups of at least 4 channels: a group always holds several values, even for one
+    image pooled to 1×1 (PSP scale 1), where one channel per group cannot be normalised."""
+    return nn.GroupNorm(max(1, min(8, channels // 4)), channels)
 
 
 def conv_block(inputs: int, outputs: int, kernel: int = 3) -> nn.Sequential:
@@ -111,16 +115,9 @@ class Neck(nn.Module):
 
 class UPerHead(nn.Module):
     """UPerNet: a pyramid-pooling module (``pool_scales``) on the coarsest level, FPN top-down fusion of all levels,
-    concatenation at the finest level, fuse conv, dropout, 1×1 classifier."""
+    concatenation at the finest level and a fuse conv -> ``channels`` features at the finest level's stride."""
 
-    def __init__(
-        self,
-        width: int,
-        channels: int,
-        num_classes: int,
-        pool_scales: Sequence[int] = (1, 2, 3, 6),
-        dropout: float = 0.1,
-    ) -> None:
+    def __init__(self, width: int, channels: int, pool_scales: Sequence[int] = (1, 2, 3, 6)) -> None:
         super().__init__()
         self.pool_scales = tuple(pool_scales)
         self.psp = nn.ModuleList(conv_block(width, channels, 1) for _ in self.pool_scales)
@@ -128,8 +125,6 @@ class UPerHead(nn.Module):
         self.lateral = nn.ModuleList(conv_block(width, channels, 1) for _ in range(3))
         self.fpn = nn.ModuleList(conv_block(channels, channels) for _ in range(3))
         self.fuse = conv_block(4 * channels, channels)
-        self.dropout = nn.Dropout2d(dropout)
-        self.classifier = nn.Conv2d(channels, num_classes, 1)
 
     def forward(self, levels: Sequence[Tensor]) -> Tensor:
         top = levels[-1]
@@ -151,15 +146,41 @@ class UPerHead(nn.Module):
         outs = [outs[0]] + [
             F.interpolate(x, size=finest, mode="bilinear", align_corners=False) for x in outs[1:]
         ]
-        return self.classifier(self.dropout(self.fuse(torch.cat(outs, dim=1))))
+        return self.fuse(torch.cat(outs, dim=1))
 
 
 def _to_input(logits: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 
+class PixelBranch(nn.Module):
+    """The optional skip path from the input spectra into the head: each pixel's own spectrum, standardised per
+    band with the training pixels' statistics, through a per-pixel MLP (two 1×1 convs) -> ``width`` channels at
+    full resolution. It lets the head see what a per-pixel spectral classifier sees; the encoder's tokens then
+    only have to add spatial and contextual evidence. Runs with and without it show the encoder's share."""
+
+    def __init__(self, band_mean: Tensor, band_std: Tensor, width: int) -> None:
+        super().__init__()
+        bands = int(band_mean.numel())
+        self.width = width
+        self.register_buffer("band_mean", band_mean.reshape(1, bands, 1, 1).float().clone())
+        self.register_buffer("band_std", band_std.reshape(1, bands, 1, 1).float().clamp_min(1e-6).clone())
+        self.mlp = nn.Sequential(
+            nn.Conv2d(bands, width, 1, bias=False),
+            _norm(width),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, width, 1, bias=False),
+            _norm(width),
+            nn.ReLU(inplace=True),
+        )
+
+    def forward(self, image: Tensor) -> Tensor:
+        return self.mlp((image - self.band_mean) / self.band_std)
+
+
 class SegmentationModel(nn.Module):
-    """Encoder levels -> neck -> UPerNet -> per-pixel logits (B, K, H, W)."""
+    """Encoder levels -> neck -> UPerNet (stride k/4) -> bilinear to full resolution [+ pixel branch] -> 3×3 conv
+    at full resolution -> per-pixel logits (B, K, H, W)."""
 
     def __init__(
         self,
@@ -169,19 +190,33 @@ class SegmentationModel(nn.Module):
         channels: int = 256,
         pool_scales: Sequence[int] = (1, 2, 3, 6),
         dropout: float = 0.1,
+        pixel_branch: PixelBranch | None = None,
     ) -> None:
         super().__init__()
         self.features = features
         self.neck = Neck(features.embed_dim, neck_width)
-        self.head = UPerHead(neck_width, channels, num_classes, pool_scales, dropout)
+        self.head = UPerHead(neck_width, channels, pool_scales)
+        self.pixel_branch = pixel_branch
+        extra = pixel_branch.width if pixel_branch is not None else 0
+        self.refine = conv_block(channels + extra, channels)
+        self.dropout = nn.Dropout2d(dropout)
+        self.classifier = nn.Conv2d(channels, num_classes, 1)
+
+    def decode(self, levels: Sequence[Tensor], pixels: Tensor) -> Tensor:
+        """Feature levels and the (B, C, H, W) input spectra -> logits at the input's full resolution."""
+        x = _to_input(self.head(self.neck(levels)), tuple(pixels.shape[-2:]))
+        if self.pixel_branch is not None:
+            x = torch.cat([x, self.pixel_branch(pixels)], dim=1)
+        return self.classifier(self.dropout(self.refine(x)))
 
     def forward(self, batch: Mapping[str, Any]) -> Tensor:
-        return _to_input(self.head(self.neck(self.features(batch))), tuple(batch["image"].shape[-2:]))
+        return self.decode(self.features(batch), batch["image"])
 
 
 class ChangeModel(SegmentationModel):
     """Shared encoder on both dates; |difference| of every level -> neck -> UPerNet with 2 classes (unchanged,
-    changed). Batches carry ``image`` (date 1) and ``image_after`` (date 2) with one set of band metadata."""
+    changed); the pixel branch, when on, sees |after - before| spectra. Batches carry ``image`` (date 1) and
+    ``image_after`` (date 2) with one set of band metadata."""
 
     def __init__(
         self,
@@ -190,14 +225,15 @@ class ChangeModel(SegmentationModel):
         channels: int = 256,
         pool_scales: Sequence[int] = (1, 2, 3, 6),
         dropout: float = 0.1,
+        pixel_branch: PixelBranch | None = None,
     ) -> None:
-        super().__init__(features, 2, neck_width, channels, pool_scales, dropout)
+        super().__init__(features, 2, neck_width, channels, pool_scales, dropout, pixel_branch)
 
     def forward(self, batch: Mapping[str, Any]) -> Tensor:
         before = self.features(batch)
         after = self.features({**batch, "image": batch["image_after"]})
         diff = [(a - b).abs() for a, b in zip(before, after, strict=True)]
-        return _to_input(self.head(self.neck(diff)), tuple(batch["image"].shape[-2:]))
+        return self.decode(diff, (batch["image_after"] - batch["image"]).abs())
 
 
 class SceneClassifier(nn.Module):
@@ -266,18 +302,25 @@ def build_head_model(
     pool_scales: Sequence[int] = (1, 2, 3, 6),
     dropout: float = 0.1,
     scene_hidden: int = 256,
+    pixel_branch: PixelBranch | None = None,
 ) -> nn.Module:
-    """The downstream model of ``task`` (``segmentation``, ``change``, ``scene``) in ``mode`` ``finetune`` (whole
-    model trained) or ``probe`` (frozen encoder + linear head)."""
+    """The downstream model of ``task`` (``segmentation``, ``abundance``: one output map per endmember,
+    ``change``, ``scene``) in ``mode`` ``finetune`` (whole model trained, optionally with a ``pixel_branch``) or
+    ``probe`` (frozen encoder + linear head)."""
     if mode == "probe":
-        return LinearProbe(SpecAwareFeatures(backbone, frozen=True), task, num_classes)
+        probe_task = "segmentation" if task == "abundance" else task
+        return LinearProbe(SpecAwareFeatures(backbone, frozen=True), probe_task, num_classes)
     if mode != "finetune":
         raise ValueError(f"unknown mode {mode!r}; use finetune or probe")
+    if pixel_branch is not None and task == "scene":
+        raise ValueError("the pixel branch feeds per-pixel heads; scene classification has none")
     features = SpecAwareFeatures(backbone)
-    if task == "segmentation":
-        return SegmentationModel(features, num_classes, neck_width, channels, pool_scales, dropout)
+    if task in ("segmentation", "abundance"):
+        return SegmentationModel(
+            features, num_classes, neck_width, channels, pool_scales, dropout, pixel_branch
+        )
     if task == "change":
-        return ChangeModel(features, neck_width, channels, pool_scales, dropout)
+        return ChangeModel(features, neck_width, channels, pool_scales, dropout, pixel_branch)
     if task == "scene":
         return SceneClassifier(features, num_classes, scene_hidden, dropout)
     raise ValueError(f"unknown task {task!r}")

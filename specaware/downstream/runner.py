@@ -2,9 +2,13 @@
 
 :func:`finetune` trains encoder + head, :func:`probe` a linear head on the frozen encoder, :func:`baseline` fits a
 per-pixel (or per-patch mean-spectrum) scikit-learn classifier on raw spectra; all three then evaluate on the test
-split with the same code and write to ``output``: ``metrics.json`` (OA, AA, κ, mIoU, per-class F1; change F1/IoU),
-``confusion.png``, ``maps.png`` (prediction beside ground truth; segmentation and change), and for the neural
-modes ``downstream.pt`` and ``history.csv``. :func:`evaluate` re-scores a saved ``downstream.pt``.
+split with the same code and write to ``output``: ``metrics.json`` (OA, AA, κ, mIoU, per-class F1 and support;
+change F1/IoU; abundance RMSE/SAD), ``confusion.png``, ``maps.png`` (the whole-scene prediction beside the ground
+truth and the split for single-scene data, else the first test items; with a class legend, padding and no data
+masked), ``abundance.png`` for the abundance task, and for the neural modes ``downstream.pt`` and
+``history.csv``. :func:`evaluate` re-scores a saved ``downstream.pt``; :func:`run_seeds` repeats a run over N
+seeded splits and writes the mean ± std to ``summary.json``. Neural runs show a progress bar (plain periodic
+lines on stderr when it is not a terminal).
 
 Optimisation runs on the pretraining's DeepSpeed machinery (:mod:`specaware.train.engine`: AdamW, linear warm-up +
 cosine decay; gloo on CPU, the GPU when there is one). Inputs are the sensor's physical units (no
@@ -17,7 +21,10 @@ import csv
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass, field
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +32,28 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from tqdm import tqdm
 
 from specaware.config import ModelConfig
-from specaware.downstream.datasets import ChangeItem, LabelledImage, SceneItem, TaskData, load_data
-from specaware.downstream.heads import build_head_model
+from specaware.downstream.datasets import (
+    ChangeItem,
+    LabelledImage,
+    SceneItem,
+    SplitScene,
+    TaskData,
+    load_data,
+    windows,
+)
+from specaware.downstream.heads import PixelBranch, build_head_model
 from specaware.downstream.metrics import (
+    abundance_metrics,
     change_metrics,
     classification_metrics,
     confusion_matrix,
+    plot_abundance_maps,
     plot_confusion,
     plot_maps,
+    plot_scene_map,
 )
 from specaware.model.checkpoint import load_model
 from specaware.model.mae import SpecAwareMAE, build_model
@@ -44,7 +63,10 @@ from specaware.yaml_config import dataclass_from_yaml
 
 log = logging.getLogger(__name__)
 
-TASKS = ("segmentation", "change", "scene")
+TASKS = ("segmentation", "abundance", "change", "scene")
+FORMAT = "specaware-downstream/2"
+# Adapters whose train/test split depends on a seed (run_seeds draws a new split per seed for these).
+SEEDED_KINDS = ("cube", "matrix", "change", "scenes")
 MODES = ("finetune", "probe", "logreg", "rf")
 
 
@@ -56,7 +78,9 @@ class DownstreamConfig:
     ``init: pretrained``; ``init: random`` builds a freshly initialised model of the checkpoint's configuration
     (or of ``model`` with ``model_overrides`` when no checkpoint file exists: it is not needed), with the same
     fixed sensor/level text vectors, so the comparison isolates pretraining. ``encoder_lr`` (fine-tuning
-    only; default ``lr``) lets the pretrained encoder learn slower than the new head."""
+    only; default ``lr``) lets the pretrained encoder learn slower than the new head. ``pixel_branch`` (fine-tuning
+    of per-pixel tasks) adds the skip path from the input spectra into the head
+    (:class:`specaware.downstream.heads.PixelBranch`, ``pixel_width`` channels)."""
 
     task: str
     data: dict[str, Any]
@@ -72,6 +96,8 @@ class DownstreamConfig:
     pool_scales: list[int] = field(default_factory=lambda: [1, 2, 3, 6])
     dropout: float = 0.1
     scene_hidden: int = 128
+    pixel_branch: bool = False
+    pixel_width: int = 32
     steps: int = 200
     batch_size: int = 8
     lr: float = 1e-3
@@ -100,6 +126,8 @@ class DownstreamConfig:
             problems.append("init: pretrained needs a checkpoint (or use init: random)")
         if self.steps < 1 or self.batch_size < 1:
             problems.append("steps and batch_size must be positive")
+        if self.pixel_branch and (self.mode == "probe" or self.task == "scene"):
+            problems.append("pixel_branch is for fine-tuning per-pixel tasks (not probe, not scene)")
         if not 0 <= self.warmup_steps < self.steps:
             problems.append(f"warmup_steps must be in [0, steps), got {self.warmup_steps}")
         if problems:
@@ -150,12 +178,20 @@ def _augment(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndar
 def make_batch(
     items: list[Any], data: TaskData, device: torch.device, rng: np.random.Generator | None = None
 ) -> tuple[dict[str, Any], Tensor]:
-    """A model batch of ``items`` and its targets: pixel labels - 1 (B, H, W) with -1 = ignore, or scene labels - 1
-    (B,). ``rng`` turns on flip / rotation augmentation."""
+    """A model batch of ``items`` and its targets: pixel labels - 1 (B, H, W) with -1 = ignore, scene labels - 1
+    (B,), or for the abundance task (B, E + 1, H, W): the abundances, then the mask of pixels that count. ``rng``
+    turns on flip / rotation augmentation."""
     images, afters, targets = [], [], []
     for item in items:
         if isinstance(item, ChangeItem):
             arrays = [item.before, item.after, item.labels]
+        elif isinstance(item, LabelledImage) and data.task == "abundance":
+            if item.abundance is None:
+                raise ValueError(f"{item.name}: no abundance maps for the abundance task")
+            arrays = [
+                item.image,
+                np.concatenate([item.abundance, (item.labels > 0)[None].astype(np.float32)]),
+            ]
         elif isinstance(item, LabelledImage):
             arrays = [item.image, item.labels]
         else:
@@ -165,13 +201,53 @@ def make_batch(
         images.append(_tensor(arrays[0]))
         if isinstance(item, ChangeItem):
             afters.append(_tensor(arrays[1]))
-        targets.append(
-            torch.tensor(item.label - 1) if isinstance(item, SceneItem) else torch.from_numpy(arrays[-1] - 1)
-        )
+        if isinstance(item, SceneItem):
+            targets.append(torch.tensor(item.label - 1))
+        elif data.task == "abundance":
+            targets.append(torch.from_numpy(arrays[-1].astype(np.float32)))
+        else:
+            targets.append(torch.from_numpy(arrays[-1] - 1).long())
     batch: dict[str, Any] = {"image": torch.stack(images).to(device), **data.sensor.batch_fields(len(items))}
     if afters:
         batch["image_after"] = torch.stack(afters).to(device)
-    return batch, torch.stack(targets).long().to(device)
+    return batch, torch.stack(targets).to(device)
+
+
+def task_loss(output: Tensor, target: Tensor, task: str) -> Tensor:
+    """Cross-entropy over labelled pixels (or scenes); for ``abundance``, the mean squared error between the
+    softmax of the outputs (non-negative, summing to one, as abundances do) and the true abundances over the
+    pixels that count."""
+    if task != "abundance":
+        return F.cross_entropy(output, target.long(), ignore_index=-1)
+    truth, weight = target[:, :-1], target[:, -1:]
+    squared = (output.softmax(dim=1) - truth) ** 2 * weight
+    return squared.sum() / (weight.sum() * truth.shape[1]).clamp_min(1.0)
+
+
+class Progress:
+    """Progress of ``total`` steps: a tqdm bar on a terminal; otherwise (CI, pipes, log files) one plain line on
+    stderr every ``every`` steps and at the end, so a long run is never silent and logs stay readable."""
+
+    def __init__(self, total: int, description: str, every: int) -> None:
+        self.total, self.description, self.every = total, description, max(1, every)
+        self.done, self.note, self.start = 0, "", time.perf_counter()
+        self.bar = tqdm(total=total, desc=description) if sys.stderr.isatty() else None
+
+    def update(self, note: str = "") -> None:
+        self.done += 1
+        self.note = note or self.note
+        if self.bar is not None:
+            self.bar.update()
+            if note:
+                self.bar.set_postfix_str(note)
+        elif self.done % self.every == 0 or self.done == self.total:
+            elapsed = time.perf_counter() - self.start
+            sys.stderr.write(f"{self.description} {self.done}/{self.total} {self.note} {elapsed:.1f}s\n")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _check_sizes(data: TaskData, patch: int) -> None:
@@ -210,19 +286,21 @@ def train_model(
     )
     engine.train()
     losses = []
+    progress = Progress(config.steps, f"{config.mode} steps", config.log_every)
     for step in range(config.steps):
         picks = rng.integers(len(data.train), size=config.batch_size)
         batch, target = make_batch(
             [data.train[i] for i in picks], data, device, rng if config.augment else None
         )
-        loss = F.cross_entropy(engine(batch), target, ignore_index=-1)
+        loss = task_loss(engine(batch), target, data.task)
         engine.backward(loss)
         engine.step()  # also steps the schedule and zeroes the gradients
         losses.append(float(loss.detach()))
         if not math.isfinite(losses[-1]):
+            progress.close()
             raise FloatingPointError(f"loss is {losses[-1]} at step {step}")
-        if (step + 1) % config.log_every == 0:
-            log.info("step %d/%d loss %.4f", step + 1, config.steps, np.mean(losses[-config.log_every :]))
+        progress.update(f"loss {np.mean(losses[-config.log_every :]):.4f}")
+    progress.close()
     return losses
 
 
@@ -230,64 +308,186 @@ def train_model(
 def predict(
     model: nn.Module, data: TaskData, items: list[Any], device: torch.device, batch_size: int
 ) -> list[Any]:
-    """Predicted labels (1..K) of ``items``: an (H, W) map per segmentation / change item, an int per scene."""
+    """Predictions of ``items``: labels (1..K) as an (H, W) map per segmentation / change item or an int per
+    scene; abundances (E, H, W) per abundance item."""
     model.eval()
     out: list[Any] = []
+    progress = Progress(-(-len(items) // batch_size), "predict batches", 10)
     for start in range(0, len(items), batch_size):
         batch, _ = make_batch(items[start : start + batch_size], data, device)
-        labels = model(batch).argmax(dim=1).cpu().numpy() + 1
-        out += [int(v) for v in labels] if data.task == "scene" else list(labels)
+        logits = model(batch)
+        if data.task == "abundance":
+            out += list(logits.softmax(dim=1).cpu().numpy())
+        else:
+            labels = logits.argmax(dim=1).cpu().numpy() + 1
+            out += [int(v) for v in labels] if data.task == "scene" else list(labels)
+        progress.update()
+    progress.close()
     return out
 
 
 # ---------------------------------------------------------------- scoring
 
 
-def score(
-    data: TaskData, items: list[Any], predictions: list[Any], output: Path, title: str, max_maps: int
-) -> dict[str, Any]:
-    """Metrics of ``predictions`` on ``items``, written with the figures to ``output``; returns the metrics."""
-    k = data.num_classes
-    if data.task == "scene":
-        truth = np.array([item.label for item in items])
-        matrix = confusion_matrix(truth, np.array(predictions), k)
-    else:
-        truth = np.concatenate([item.labels.ravel() for item in items])
-        matrix = confusion_matrix(truth, np.concatenate([p.ravel() for p in predictions]), k)
-    metrics = (
-        change_metrics(matrix) if data.task == "change" else classification_metrics(matrix, data.class_names)
+@dataclass
+class TestOutputs:
+    """What a run predicted on the test split: per test unit (a whole scene, or a test item) the truth labels,
+    the prediction, the valid-pixel mask (not padding, not no-data) and, for the abundance task, the true maps."""
+
+    truths: list[Any]
+    predictions: list[Any]
+    valids: list[np.ndarray]
+    names: list[str]
+    abundances: list[np.ndarray] = field(default_factory=list)
+
+
+def _valid(image: np.ndarray) -> np.ndarray:
+    return np.isfinite(image).all(axis=0)
+
+
+def stitch_scene(
+    split: SplitScene, window: tuple[int, int], predict_items: Callable[[list[Any]], list[Any]]
+) -> np.ndarray:
+    """The prediction of a whole scene: every window tiling it is predicted and pasted back at its origin, the
+    padding cut off. (H, W) labels, or (E, H, W) abundances."""
+    scene = split.scene
+    height, width = scene.labels.shape
+    everywhere = LabelledImage(
+        scene.image, np.ones((height, width), dtype=np.int64), scene.name, scene.abundance
     )
+    tiles = windows(everywhere, window)
+    outputs = predict_items(tiles)
+    depth = outputs[0].shape[:-2]
+    padded = np.zeros((*depth, -(-height // window[0]) * window[0], -(-width // window[1]) * window[1]))
+    for tile, output in zip(tiles, outputs, strict=True):
+        row, col = tile.origin
+        padded[..., row : row + window[0], col : col + window[1]] = output
+    cut = padded[..., :height, :width]
+    return cut if depth else cut.astype(np.int64)
+
+
+def test_outputs(data: TaskData, predict_items: Callable[[list[Any]], list[Any]]) -> TestOutputs:
+    """Predict the test split: single-scene data as whole scenes (scored on the test pixels), else item by item."""
+    if data.scenes and data.window is not None and data.task in ("segmentation", "abundance"):
+        outputs = TestOutputs([], [], [], [])
+        for split in data.scenes:
+            outputs.truths.append(np.where(split.test, split.scene.labels, 0))
+            outputs.predictions.append(stitch_scene(split, data.window, predict_items))
+            outputs.valids.append(_valid(split.scene.image))
+            outputs.names.append(split.scene.name)
+            if split.scene.abundance is not None:
+                outputs.abundances.append(split.scene.abundance)
+        return outputs
+    predictions = predict_items(data.test)
+    if data.task == "scene":
+        truths = [item.label for item in data.test]
+        valids = [np.ones((), dtype=bool) for _ in data.test]
+    else:
+        truths = [item.labels for item in data.test]
+        valids = [_valid(item.before if isinstance(item, ChangeItem) else item.image) for item in data.test]
+    abundances = [item.abundance for item in data.test] if data.task == "abundance" else []
+    return TestOutputs(truths, predictions, valids, [item.name for item in data.test], abundances)
+
+
+def train_support(data: TaskData) -> list[int]:
+    """Training pixels (patches for scenes) of every class 1..K."""
+    if data.task == "scene":
+        counts = np.bincount([item.label for item in data.train], minlength=data.num_classes + 1)
+    else:
+        counts = np.zeros(data.num_classes + 1, dtype=np.int64)
+        for item in data.train:
+            counts += np.bincount(item.labels.ravel(), minlength=data.num_classes + 1)[: data.num_classes + 1]
+    return [int(v) for v in counts[1 : data.num_classes + 1]]
+
+
+def score(data: TaskData, outputs: TestOutputs, output: Path, title: str, max_maps: int) -> dict[str, Any]:
+    """Metrics of ``outputs``, written with the figures to ``output``; returns the metrics."""
+    output.mkdir(parents=True, exist_ok=True)
+    if data.task == "abundance":
+        keep = [(t > 0) & v for t, v in zip(outputs.truths, outputs.valids, strict=True)]
+        truth = np.concatenate([a[:, m].T for a, m in zip(outputs.abundances, keep, strict=True)])
+        predicted = np.concatenate([p[:, m].T for p, m in zip(outputs.predictions, keep, strict=True)])
+        metrics = abundance_metrics(truth, predicted, data.class_names)
+        plot_abundance_maps(
+            outputs.predictions[0], outputs.abundances[0], outputs.valids[0], data.class_names,
+            output / "abundance.png",
+        )  # fmt: skip
+    else:
+        k = data.num_classes
+        if data.task == "scene":
+            matrix = confusion_matrix(np.array(outputs.truths), np.array(outputs.predictions), k)
+        else:
+            truth = np.concatenate([t.ravel() for t in outputs.truths])
+            matrix = confusion_matrix(truth, np.concatenate([p.ravel() for p in outputs.predictions]), k)
+        metrics = (
+            change_metrics(matrix)
+            if data.task == "change"
+            else classification_metrics(matrix, data.class_names)
+        )
+        metrics["per_class"]["train_support"] = train_support(data)
+        plot_confusion(matrix, data.class_names, output / "confusion.png", title)
+        _plot_label_maps(data, outputs, output / "maps.png", title, max_maps)
     metrics = {
         "task": data.task,
         "protocol": data.protocol,
         "run": title,
-        "test_items": len(items),
+        "test_items": len(data.test),
         **metrics,
     }
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    plot_confusion(matrix, data.class_names, output / "confusion.png", title)
-    if data.task != "scene":
-        shown = min(max_maps, len(items))
-        plot_maps(
-            [predictions[i] for i in range(shown)],
-            [items[i].labels for i in range(shown)],
-            [items[i].name for i in range(shown)],
-            k,
-            output / "maps.png",
-        )
+    _write_json(output / "metrics.json", metrics)
     return metrics
+
+
+def _plot_label_maps(data: TaskData, outputs: TestOutputs, path: Path, title: str, max_maps: int) -> None:
+    if data.task == "scene":
+        return
+    if data.scenes and data.task == "segmentation":
+        split = data.scenes[0]
+        plot_scene_map(
+            outputs.predictions[0], split.scene.labels, split.train, split.test, outputs.valids[0],
+            data.class_names, path, f"{title} ({data.protocol})",
+        )  # fmt: skip
+        return
+    shown = min(max_maps, len(outputs.predictions))
+    plot_maps(
+        outputs.predictions[:shown],
+        outputs.truths[:shown],
+        outputs.valids[:shown],
+        outputs.names[:shown],
+        data.class_names,
+        path,
+    )
+
+
+def _write_json(path: Path, content: dict[str, Any]) -> None:
+    """Write to a temporary name, then rename, so an interrupted run never leaves half a file."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(content, indent=2))
+    partial.replace(path)
 
 
 # ---------------------------------------------------------------- entry points
 
 
-def _neural(config: DownstreamConfig, data: TaskData | None = None) -> dict[str, Any]:
-    data = data if data is not None else load_data(config.data)
-    device = _device(config.device)
-    backbone = load_backbone(config)
-    _check_sizes(data, backbone.config.patch_size)
-    model = build_head_model(
+def band_statistics(data: TaskData, limit: int = 200_000) -> tuple[Tensor, Tensor]:
+    """Per-band mean and standard deviation of (at most ``limit``, evenly strided) valid training pixels, the
+    standardisation of the pixel branch (for change, of |after - before|)."""
+    features, _ = _spectra(data, data.train)
+    features = features[:: max(1, len(features) // limit)]
+    return torch.from_numpy(features.mean(axis=0)), torch.from_numpy(features.std(axis=0))
+
+
+def _pixel_branch(config: DownstreamConfig, data: TaskData) -> PixelBranch | None:
+    if not config.pixel_branch:
+        return None
+    mean, std = band_statistics(data)
+    return PixelBranch(mean, std, config.pixel_width)
+
+
+def _build(
+    config: DownstreamConfig, backbone: SpecAwareMAE, data: TaskData, branch: PixelBranch | None
+) -> nn.Module:
+    return build_head_model(
         backbone,
         config.task,
         data.num_classes,
@@ -297,16 +497,34 @@ def _neural(config: DownstreamConfig, data: TaskData | None = None) -> dict[str,
         config.pool_scales,
         config.dropout,
         config.scene_hidden,
-    ).to(device)
+        branch,
+    )
+
+
+def _check_task(config: DownstreamConfig, data: TaskData) -> None:
+    if config.task != data.task:
+        raise ValueError(
+            f"config task {config.task!r} but the data are for {data.task!r} (check data.target)"
+        )
+
+
+def _neural(config: DownstreamConfig, data: TaskData | None = None) -> dict[str, Any]:
+    data = data if data is not None else load_data(config.data)
+    _check_task(config, data)
+    device = _device(config.device)
+    backbone = load_backbone(config)
+    _check_sizes(data, backbone.config.patch_size)
+    model = _build(config, backbone, data, _pixel_branch(config, data)).to(device)
     losses = train_model(model, data, config, device)
     output = Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
     torch.save(
         {
-            "format": "specaware-downstream/1",
+            "format": FORMAT,
             "config": asdict(config),
             "backbone_config": backbone.config.to_dict(),
             "num_classes": data.num_classes,
+            "bands": data.sensor.bands,
             "state_dict": model.state_dict(),
         },
         output / "downstream.pt",
@@ -315,11 +533,12 @@ def _neural(config: DownstreamConfig, data: TaskData | None = None) -> dict[str,
         writer = csv.writer(handle)
         writer.writerow(["step", "loss"])
         writer.writerows((i + 1, f"{v:.6f}") for i, v in enumerate(losses))
-    predictions = predict(model, data, data.test, device, config.batch_size)
-    metrics = score(data, data.test, predictions, output, _title(config), config.max_map_items)
-    flag_degenerate(metrics, _title(config))
+    outputs = test_outputs(data, lambda items: predict(model, data, items, device, config.batch_size))
+    metrics = score(data, outputs, output, _title(config), config.max_map_items)
+    if data.task != "abundance":
+        flag_degenerate(metrics, _title(config))
     metrics["train_loss_first"], metrics["train_loss_last"] = losses[0], float(np.mean(losses[-10:]))
-    (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    _write_json(output / "metrics.json", metrics)
     return metrics
 
 
@@ -344,7 +563,9 @@ def flag_degenerate(metrics: dict[str, Any], title: str, kappa_floor: float = 0.
 def _title(config: DownstreamConfig) -> str:
     if config.mode in ("logreg", "rf"):
         return f"{config.task} {config.mode} on raw spectra"
-    return f"{config.task} {config.mode} ({config.init} {config.model if not config.checkpoint else 'checkpoint'})"
+    branch = " + pixel branch" if config.pixel_branch else ""
+    source = config.model if not config.checkpoint else "checkpoint"
+    return f"{config.task} {config.mode}{branch} ({config.init} {source})"
 
 
 def finetune(config: DownstreamConfig, data: TaskData | None = None) -> dict[str, Any]:
@@ -363,59 +584,61 @@ def evaluate(config: DownstreamConfig, data: TaskData | None = None) -> dict[str
     """Re-score the ``downstream.pt`` in ``config.output`` on the test split (metrics JSON + figures)."""
     output = Path(config.output)
     payload = torch.load(output / "downstream.pt", map_location="cpu", weights_only=True)
-    if payload.get("format") != "specaware-downstream/1":
-        raise ValueError(f"{output / 'downstream.pt'}: not a downstream checkpoint")
+    if payload.get("format") != FORMAT:
+        raise ValueError(f"{output / 'downstream.pt'}: not a {FORMAT} checkpoint (re-run the fine-tune)")
     saved = DownstreamConfig(**payload["config"])
     data = data if data is not None else load_data(saved.data)
+    _check_task(saved, data)
     backbone = SpecAwareMAE(ModelConfig.from_dict(payload["backbone_config"]), text_vectors("placeholder"))
-    model = build_head_model(
-        backbone,
-        saved.task,
-        payload["num_classes"],
-        saved.mode,
-        saved.neck_width,
-        saved.head_channels,
-        saved.pool_scales,
-        saved.dropout,
-        saved.scene_hidden,
+    bands = int(payload["bands"])
+    branch = (
+        PixelBranch(torch.zeros(bands), torch.ones(bands), saved.pixel_width) if saved.pixel_branch else None
     )
+    model = _build(saved, backbone, data, branch)
+    # strict: also restores the pixel branch's band statistics (buffers)
     model.load_state_dict(payload["state_dict"], strict=True)
     device = _device(config.device)
     model.to(device)
-    predictions = predict(model, data, data.test, device, config.batch_size)
-    return score(data, data.test, predictions, output, _title(saved), config.max_map_items)
+    outputs = test_outputs(data, lambda items: predict(model, data, items, device, config.batch_size))
+    return score(data, outputs, output, _title(saved), config.max_map_items)
 
 
 def _spectra(data: TaskData, items: list[Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Features (n, C) and labels (n,) of the labelled pixels (or patches) of ``items``: raw spectra for
-    segmentation, |after - before| spectra for change, mean spectra for scenes. No-data values become 0."""
+    """Features (n, C) and targets of the labelled pixels (or patches) of ``items``: raw spectra for segmentation
+    and abundance, |after - before| spectra for change, mean spectra for scenes; labels (n,), or abundances
+    (n, E) for the abundance task. No-data values become 0."""
     if data.task == "scene":
         features = np.stack([np.nanmean(item.image, axis=(1, 2)) for item in items])
         return np.nan_to_num(features), np.array([item.label for item in items])
-    rows, labels = [], []
+    rows, targets = [], []
     for item in items:
         cube = np.abs(item.after - item.before) if isinstance(item, ChangeItem) else item.image
         keep = item.labels > 0
         rows.append(cube[:, keep].T)
-        labels.append(item.labels[keep])
-    return np.nan_to_num(np.concatenate(rows)), np.concatenate(labels)
+        targets.append(item.abundance[:, keep].T if data.task == "abundance" else item.labels[keep])
+    return np.nan_to_num(np.concatenate(rows)), np.concatenate(targets)
 
 
-def _pixel_predict(classifier: Any, data: TaskData, items: list[Any]) -> list[Any]:
+def _pixel_predict(model: Any, data: TaskData, items: list[Any]) -> list[Any]:
+    """A scikit-learn model's predictions of ``items``, shaped as :func:`predict` returns them."""
     if data.task == "scene":
-        return [int(v) for v in classifier.predict(_spectra(data, items)[0])]
+        return [int(v) for v in model.predict(_spectra(data, items)[0])]
     out = []
     for item in items:
         cube = np.abs(item.after - item.before) if isinstance(item, ChangeItem) else item.image
         flat = np.nan_to_num(cube.reshape(cube.shape[0], -1).T)
-        out.append(classifier.predict(flat).reshape(item.labels.shape).astype(np.int64))
+        if data.task == "abundance":
+            out.append(model.predict(flat).T.reshape(-1, *item.labels.shape))
+        else:
+            out.append(model.predict(flat).reshape(item.labels.shape).astype(np.int64))
     return out
 
 
 def baseline(config: DownstreamConfig, data: TaskData | None = None) -> dict[str, Any]:
-    """Per-pixel spectral classifier on raw spectra (``mode`` ``logreg``: standardised multinomial logistic
-    regression; ``rf``: random forest), trained on at most ``max_train_pixels`` random labelled training pixels."""
-    from sklearn.ensemble import RandomForestClassifier
+    """Per-pixel spectral model on raw spectra (``mode`` ``logreg``: standardised multinomial logistic regression;
+    ``rf``: random forest, a multi-output regressor for the abundance task), trained on at most
+    ``max_train_pixels`` random labelled training pixels."""
+    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -423,21 +646,26 @@ def baseline(config: DownstreamConfig, data: TaskData | None = None) -> dict[str
     if config.mode not in ("logreg", "rf"):
         raise ValueError(f"baseline mode must be logreg or rf, got {config.mode!r}")
     data = data if data is not None else load_data(config.data)
-    features, labels = _spectra(data, data.train)
-    if labels.size > config.max_train_pixels:
-        pick = np.random.default_rng(config.seed).choice(labels.size, config.max_train_pixels, replace=False)
-        features, labels = features[pick], labels[pick]
-    classifier = (
+    _check_task(config, data)
+    if data.task == "abundance" and config.mode != "rf":
+        raise ValueError("the abundance task's spectral baseline is rf (a random-forest regressor)")
+    features, targets = _spectra(data, data.train)
+    if len(targets) > config.max_train_pixels:
+        pick = np.random.default_rng(config.seed).choice(len(targets), config.max_train_pixels, replace=False)
+        features, targets = features[pick], targets[pick]
+    forest = RandomForestRegressor if data.task == "abundance" else RandomForestClassifier
+    model = (
         make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
         if config.mode == "logreg"
-        else RandomForestClassifier(n_estimators=config.rf_trees, random_state=config.seed, n_jobs=1)
+        else forest(n_estimators=config.rf_trees, random_state=config.seed, n_jobs=1)
     )
-    classifier.fit(features, labels)
-    predictions = _pixel_predict(classifier, data, data.test)
-    metrics = score(data, data.test, predictions, Path(config.output), _title(config), config.max_map_items)
-    flag_degenerate(metrics, _title(config))
-    metrics["train_pixels"] = int(labels.size)
-    (Path(config.output) / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    model.fit(features, targets)
+    outputs = test_outputs(data, lambda items: _pixel_predict(model, data, items))
+    metrics = score(data, outputs, Path(config.output), _title(config), config.max_map_items)
+    if data.task != "abundance":
+        flag_degenerate(metrics, _title(config))
+    metrics["train_pixels"] = int(len(targets))
+    _write_json(Path(config.output) / "metrics.json", metrics)
     return metrics
 
 
@@ -446,3 +674,54 @@ def run(config: DownstreamConfig, data: TaskData | None = None) -> dict[str, Any
     if config.mode in ("logreg", "rf"):
         return baseline(config, data)
     return _neural(config, data)
+
+
+# ---------------------------------------------------------------- repeated splits
+
+SUMMARY_KEYS = (
+    "OA", "AA", "kappa", "mIoU", "macro_F1", "AA_present", "mIoU_present", "macro_F1_present",
+    "change_F1", "change_IoU", "RMSE", "SAD",
+)  # fmt: skip
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and sample standard deviation (ddof 1; 0 for one run) of every headline metric over ``runs``, the
+    per-class F1 mean (classes absent from a run's test set counted as 0, as in macro F1) and how often each
+    class was absent from test."""
+    summary: dict[str, Any] = {"runs": len(runs), "protocol": runs[0]["protocol"], "task": runs[0]["task"]}
+    for key in SUMMARY_KEYS:
+        values = np.array([r[key] for r in runs if key in r], dtype=np.float64)
+        if values.size == len(runs):
+            std = float(values.std(ddof=1)) if values.size > 1 else 0.0
+            summary[key] = {"mean": float(values.mean()), "std": std, "values": values.tolist()}
+    if "per_class" in runs[0]:
+        names = runs[0]["per_class"]["names"]
+        f1 = np.array([[v or 0.0 for v in r["per_class"]["F1"]] for r in runs])
+        summary["per_class"] = {
+            "names": names,
+            "F1_mean": f1.mean(axis=0).tolist(),
+            "absent_from_test_runs": [sum(name in r["absent_from_test"] for r in runs) for name in names],
+        }
+    return summary
+
+
+def run_seeds(
+    action: Callable[[DownstreamConfig], dict[str, Any]], config: DownstreamConfig, seeds: int
+) -> dict[str, Any]:
+    """Run ``action`` for seeds ``config.seed`` … ``config.seed + seeds - 1``, each in ``output/seedN``. For
+    adapters with a drawn split (blocks, per-class, stratified patches) each seed draws a new split; a fixed
+    split stays, and the seeds vary only initialisation, batch order and augmentation (``protocol`` says so).
+    Writes ``summary.json`` (see :func:`summarise`) to ``output`` and returns it."""
+    if seeds < 1:
+        raise ValueError(f"seeds must be at least 1, got {seeds}")
+    runs = []
+    redraws = config.data.get("kind") in SEEDED_KINDS and config.data.get("protocol") != "fixed"
+    for seed in range(config.seed, config.seed + seeds):
+        data_spec = config.data | {"seed": seed} if redraws else config.data
+        folder = str(Path(config.output) / f"seed{seed}")
+        runs.append(action(replace(config, seed=seed, data=data_spec, output=folder)))
+    summary = summarise(runs)
+    if not redraws:
+        summary["protocol"] += "; one fixed split, seeds vary initialisation and batch order only"
+    _write_json(Path(config.output) / "summary.json", summary)
+    return summary
