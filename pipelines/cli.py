@@ -241,6 +241,9 @@ def demo(
     lines: Annotated[int, typer.Option(help="Lines per product.")] = 512,
     samples: Annotated[int, typer.Option(help="Samples per product.")] = 384,
     flight_lines: Annotated[int, typer.Option(help="Flight lines per sensor (each with L1 and L2).")] = 2,
+    tile_size: Annotated[
+        int | None, typer.Option("--tile", help="Tile size (default: the preset's, 256).")
+    ] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
     scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address, or 'synchronous'.")] = None,
 ) -> None:
@@ -249,4 +252,10 @@ def demo(
 
     err.print("[cyan]generating demo products[/cyan]")
     generate_demo_input(output / "input", lines=lines, samples=samples, flight_lines=flight_lines)
-    build(output / "input", output / "build", workers=workers, scheduler=scheduler, shard_mb=200.0)
+    build(
+        output / "input", output / "build", workers=workers, scheduler=scheduler, tile_size=tile_size, shard_mb=200.0
+    )
+
+
+if __name__ == "__main__":  # `python -m pipelines.cli`
+    app()

@@ -31,6 +31,9 @@ def pretrain(
     data: Annotated[str | None, typer.Option(help="Build folder or shards (overrides the config).")] = None,
     output: Annotated[str | None, typer.Option(help="Output folder (overrides the config).")] = None,
     steps: Annotated[int | None, typer.Option(help="Total steps (overrides the config).")] = None,
+    warmup_steps: Annotated[
+        int | None, typer.Option(help="Linear warm-up steps (overrides the config).")
+    ] = None,
     model: Annotated[str | None, typer.Option(help="tiny, base or large (overrides the config).")] = None,
     deepspeed_config: Annotated[
         str | None, typer.Option(help="DeepSpeed JSON (overrides the config).")
@@ -43,7 +46,13 @@ def pretrain(
 
     try:
         settings = PretrainConfig.from_yaml(
-            config, data=data, output=output, steps=steps, model=model, deepspeed_config=deepspeed_config
+            config,
+            data=data,
+            output=output,
+            steps=steps,
+            warmup_steps=warmup_steps,
+            model=model,
+            deepspeed_config=deepspeed_config,
         )
         result = run(settings, progress=progress)
     except (ValueError, FileNotFoundError) as exc:

@@ -1,31 +1,35 @@
 """Downstream commands (``specaware finetune``, ``probe``, ``baseline``, ``evaluate``), registered on the
 ``specaware`` command line. Each prints the headline metrics and leaves ``metrics.json`` and the figures in the
-run's output folder."""
+run's output folder.
+
+The runner (torch, DeepSpeed, scikit-learn) is imported inside the commands, so ``specaware --help`` stays fast.
+"""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from specaware.downstream.runner import DownstreamConfig, baseline, evaluate, finetune, probe
+from hyper400k.console import print_error
 
 ConfigArg = Annotated[Path, typer.Argument(help="Downstream config (YAML, pipelines/configs/).")]
 OutputOpt = Annotated[str | None, typer.Option(help="Output folder (overrides the config).")]
 CheckpointOpt = Annotated[str | None, typer.Option(help="Pretrained model.pt (overrides the config).")]
 InitOpt = Annotated[str | None, typer.Option(help="pretrained or random (overrides the config).")]
 StepsOpt = Annotated[int | None, typer.Option(help="Training steps (overrides the config).")]
+WarmupOpt = Annotated[int | None, typer.Option(help="Linear warm-up steps (overrides the config).")]
 
 
-def _run(action: Callable[[DownstreamConfig], dict[str, Any]], path: Path, **overrides: Any) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+def _run(action: str, path: Path, **overrides: Any) -> None:
+    """Run ``specaware.downstream.runner.<action>`` on the config at ``path`` and print its headline metrics."""
+    from specaware.downstream import runner
+
     try:
-        metrics = action(DownstreamConfig.from_yaml(path, **overrides))
+        metrics = getattr(runner, action)(runner.DownstreamConfig.from_yaml(path, **overrides))
     except (ValueError, FileNotFoundError) as exc:
-        typer.echo(f"error: {exc}", err=True)
+        print_error(exc)
         raise typer.Exit(code=2) from exc
     keys = ("OA", "AA", "kappa", "mIoU", "macro_F1", "change_F1", "change_IoU")
     typer.echo("  ".join(f"{k} {metrics[k]:.4f}" for k in keys if k in metrics))
@@ -37,9 +41,12 @@ def finetune_command(
     checkpoint: CheckpointOpt = None,
     init: InitOpt = None,
     steps: StepsOpt = None,
+    warmup_steps: WarmupOpt = None,
 ) -> None:
     """Fine-tune encoder + task head, then evaluate on the test split."""
-    _run(finetune, config, output=output, checkpoint=checkpoint, init=init, steps=steps)
+    _run(
+        "finetune", config, output=output, checkpoint=checkpoint, init=init, steps=steps, warmup_steps=warmup_steps
+    )
 
 
 def probe_command(
@@ -48,9 +55,12 @@ def probe_command(
     checkpoint: CheckpointOpt = None,
     init: InitOpt = None,
     steps: StepsOpt = None,
+    warmup_steps: WarmupOpt = None,
 ) -> None:
     """Linear probe on the frozen encoder, then evaluate on the test split."""
-    _run(probe, config, output=output, checkpoint=checkpoint, init=init, steps=steps)
+    _run(
+        "probe", config, output=output, checkpoint=checkpoint, init=init, steps=steps, warmup_steps=warmup_steps
+    )
 
 
 def baseline_command(
@@ -59,9 +69,9 @@ def baseline_command(
     output: OutputOpt = None,
 ) -> None:
     """Per-pixel spectral classifier on raw spectra (logistic regression or random forest)."""
-    _run(baseline, config, mode=method, output=output, init="random")
+    _run("baseline", config, mode=method, output=output, init="random")
 
 
 def evaluate_command(config: ConfigArg, output: OutputOpt = None) -> None:
     """Re-score the downstream.pt in the output folder; writes metrics.json and the figures."""
-    _run(evaluate, config, output=output)
+    _run("evaluate", config, output=output)
