@@ -7,6 +7,7 @@ and swapped in, so a crash never leaves a half shard set behind.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -17,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from dask.distributed import Client, LocalCluster, as_completed
-from tqdm import tqdm
 
 from hyper400k.download import fetch_all
 from hyper400k.envi_header import find_data_file
@@ -25,6 +25,7 @@ from hyper400k.errors import ProductError
 from hyper400k.manifest import load_manifest
 from hyper400k.presets import Preset
 from hyper400k.product import is_product_file
+from hyper400k.progress import progress_bar
 from hyper400k.readers.metadata import product_id_of
 from hyper400k.sensors import identify
 from hyper400k.splits import split_flight_lines
@@ -134,22 +135,35 @@ def plan_jobs(
 
 
 @contextmanager
-def dask_client(scheduler: str | None, workers: int | None):
-    """A client on the given scheduler address, or on a fresh LocalCluster (one thread per process)."""
+def dask_client(scheduler: str | None, workers: int | None, stage: Callable[[str], None]):
+    """A client on the given scheduler address, or on a fresh LocalCluster (one thread per process), whose
+    dashboard link is reported once through ``stage`` (the dashboard needs bokeh; without it there is none)."""
     if scheduler:
         with Client(scheduler) as client:
             yield client
         return
     n = workers or max(1, (os.cpu_count() or 2))
     quiet = logging.INFO if log.isEnabledFor(logging.INFO) else logging.WARNING
+    dashboard = importlib.util.find_spec("bokeh") is not None
     with LocalCluster(
-        n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=quiet
+        n_workers=n,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0" if dashboard else None,  # any free port: machines are shared
+        silence_logs=quiet,
     ) as cluster:
+        stage(
+            f"dask: {n} local workers, dashboard at {cluster.dashboard_link}"
+            if dashboard
+            else f"dask: {n} local workers (no dashboard: install bokeh>=3.1 for one)"
+        )
         with Client(cluster) as client:
             yield client
 
 
-def run_jobs(jobs: list[ProductJob], config: BuildConfig) -> list[dict[str, Any]]:
+def run_jobs(
+    jobs: list[ProductJob], config: BuildConfig, stage: Callable[[str], None] = log.info
+) -> list[dict[str, Any]]:
     """Run the jobs not yet finished; finished ones are read back from their records."""
     done = {job.product_id: load_record(Path(job.work_dir), job.product_id) for job in jobs}
     todo = [
@@ -160,13 +174,13 @@ def run_jobs(jobs: list[ProductJob], config: BuildConfig) -> list[dict[str, Any]
     results = [r for r in done.values() if r is not None and r.get("preset") == config.preset.name]
     if todo:
         log.info("%d products to process, %d already done", len(todo), len(jobs) - len(todo))
-    bar = tqdm(total=len(todo), desc="products", unit="product", disable=not config.progress)
+    bar = progress_bar(total=len(todo), desc="products", unit="product", disable=not config.progress)
     if config.scheduler == "synchronous":
         for job in todo:
             results.append(run_product(job))
             bar.update()
     elif todo:
-        with dask_client(config.scheduler, config.workers) as client:
+        with dask_client(config.scheduler, config.workers, stage) as client:
             futures = client.map(
                 run_product, todo, pure=False, retries=1, key=[f"product-{j.product_id}" for j in todo]
             )
@@ -198,7 +212,7 @@ def build(config: BuildConfig, on_stage: Callable[[str], None] | None = None) ->
     jobs, refused = plan_jobs(paths, config, sources)
     failures += refused
     stage(f"tiling {len(jobs)} products")
-    results = run_jobs(jobs, config)
+    results = run_jobs(jobs, config, stage)
     records = [r for r in results if r.get("status") == "ok"]
     failures += [r for r in results if r.get("status") != "ok"]
     _record_failures(config.output, failures)

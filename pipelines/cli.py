@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -13,6 +12,7 @@ from rich.console import Console
 
 from hyper400k.console import format_table, print_error
 from hyper400k.errors import ProductError
+from hyper400k.logs import configure_logging
 from hyper400k.product import open_product
 
 app = typer.Typer(
@@ -24,11 +24,11 @@ err = Console(stderr=True, soft_wrap=True)
 
 @app.callback()
 def main(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress and warnings.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Also show the libraries' logs (dask, per-product INFO).")
+    ] = False,
 ) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(verbose)
 
 
 def fail(exc: Exception) -> typer.Exit:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from hyper400k.console import print_error
+from hyper400k.logs import allow_deepspeed, configure_logging
 
 app = typer.Typer(
     help="SpecAware: pretrain the multi-sensor hyperspectral foundation model and use it.",
@@ -17,10 +17,10 @@ app = typer.Typer(
 
 
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show the libraries' logs.")] = False,
+) -> None:
+    configure_logging(verbose)
 
 
 @app.command()
@@ -41,6 +41,7 @@ def pretrain(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """MAE pretraining on DeepSpeed; resumes from the output folder's latest checkpoint."""
+    allow_deepspeed()  # training: DeepSpeed's warnings concern the run
     from specaware.train.config import PretrainConfig
     from specaware.train.pretrain import pretrain as run
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from hyper400k.console import print_error
+from hyper400k.logs import allow_deepspeed
 
 ConfigArg = Annotated[Path, typer.Argument(help="Downstream config (YAML, pipelines/configs/).")]
 OutputOpt = Annotated[str | None, typer.Option(help="Output folder (overrides the config).")]
@@ -26,6 +27,8 @@ def _run(action: str, path: Path, **overrides: Any) -> None:
     """Run ``specaware.downstream.runner.<action>`` on the config at ``path`` and print its headline metrics."""
     from specaware.downstream import runner
 
+    if action in ("finetune", "probe"):
+        allow_deepspeed()  # training: DeepSpeed's warnings concern the run
     try:
         metrics = getattr(runner, action)(runner.DownstreamConfig.from_yaml(path, **overrides))
     except (ValueError, FileNotFoundError) as exc:
