@@ -1,4 +1,8 @@
-"""The ``hyper400k`` command line: a thin layer over the library (no logic lives here)."""
+"""The ``hyper400k`` command line: a thin layer over the library (no logic lives here).
+
+Heavy libraries (GDAL, xarray, dask, torch) are imported inside the commands that use them, so ``--help`` and
+argument errors answer at once.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,6 @@ from rich.console import Console
 from hyper400k.console import format_table, print_error
 from hyper400k.errors import ProductError
 from hyper400k.logs import configure_logging
-from hyper400k.product import open_product
 
 app = typer.Typer(
     help="Airborne imaging-spectrometer products to a STAC-indexed WebDataset corpus.", no_args_is_help=True
@@ -55,6 +58,8 @@ def inspect(
     ] = None,
 ) -> None:
     """Print a product's scene metadata."""
+    from hyper400k.product import open_product
+
     try:
         with open_product(product, sensor=sensor, level=level, scale=scale, when=when) as scene:
             meta = scene.meta
@@ -110,6 +115,7 @@ def tile(
     """Tile one product (for debugging): writes its kept samples as one shard and prints why tiles were dropped."""
     from hyper400k.patches import ProductSummary, iter_outcomes
     from hyper400k.presets import get_preset
+    from hyper400k.product import open_product
     from hyper400k.sensors import identify
     from hyper400k.shards import ShardWriter
 
