@@ -21,7 +21,6 @@ from hyper400k.logs import configure_logging
 app = typer.Typer(
     help="Airborne imaging-spectrometer products to a STAC-indexed WebDataset corpus.", no_args_is_help=True
 )
-console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 
@@ -32,6 +31,16 @@ def main(
     ] = False,
 ) -> None:
     configure_logging(verbose)
+
+
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON object on stdout (fields: docs/json-output.md).")
+]
+
+
+def emit_json(record: dict) -> None:
+    """The command's report as one line of JSON on stdout (progress and stage lines stay on stderr)."""
+    typer.echo(json.dumps(record, default=str))
 
 
 def fail(exc: Exception) -> typer.Exit:
@@ -111,6 +120,7 @@ def tile(
     preset: Annotated[str, typer.Option(help="Tiling + quality preset.")] = "hyper400k",
     size: Annotated[int | None, typer.Option(help="Tile size in pixels (default: the preset's).")] = None,
     stride: Annotated[int | None, typer.Option(help="Stride in pixels (default: the tile size).")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Tile one product (for debugging): writes its kept samples as one shard and prints why tiles were dropped."""
     from hyper400k.patches import ProductSummary, iter_outcomes
@@ -131,6 +141,17 @@ def tile(
                     writer.write(outcome.sample)
     except (ProductError, ValueError, OSError) as exc:
         raise fail(exc) from exc
+    if as_json:
+        emit_json(
+            {
+                "product": str(product),
+                "output": str(output),
+                "kept": summary.kept,
+                "dropped_tiles": summary.dropped_tiles,
+                "dropped": dict(sorted(summary.dropped.items())),
+            }
+        )
+        return
     typer.echo(
         f"{summary.kept} tiles kept, {summary.dropped_tiles} dropped ({_reasons(summary.dropped)}) -> {output}"
     )
@@ -153,6 +174,7 @@ def build(
     splits: Annotated[str, typer.Option(help="train,val,test fractions.")] = "0.8,0.1,0.1",
     seed: Annotated[int, typer.Option(help="Seed for splits and shard mixing.")] = 0,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    as_json: JsonOpt = False,
 ) -> None:
     """Build the corpus: tile + filter every product, pack shards, write the STAC catalog and report."""
     from hyper400k.presets import get_preset
@@ -176,12 +198,27 @@ def build(
     except (ProductError, ValueError, OSError) as exc:
         raise fail(exc) from exc
     samples = sum(r["kept"] for r in result.records)
-    console.print(
-        f"{len(result.records)} products, {samples} samples -> {output}; report: {result.report_path}"
-    )
+    failed = [
+        {"product_id": failure["product_id"], "reason": failure["reason"].splitlines()[0]}
+        for failure in result.failures
+    ]
+    if as_json:
+        emit_json(
+            {
+                "ok": result.ok,
+                "output": str(output),
+                "products": len(result.records),
+                "samples": samples,
+                "failed": failed,
+                "report": str(result.report_path),
+                "catalog": None if result.catalog_path is None else str(result.catalog_path),
+            }
+        )
+    else:
+        typer.echo(f"{len(result.records)} products, {samples} samples -> {output}; report: {result.report_path}")
+        for failure in failed:
+            typer.echo(f"failed: {failure['product_id']}: {failure['reason']}", err=True)
     if not result.ok:
-        for failure in result.failures:
-            typer.echo(f"failed: {failure['product_id']}: {failure['reason'].splitlines()[0]}", err=True)
         raise typer.Exit(code=1)
 
 
@@ -206,12 +243,28 @@ def verify(
 @app.command()
 def stats(
     directory: Annotated[Path, typer.Argument(help="A build folder (with report/report.json).")],
+    as_json: JsonOpt = False,
 ) -> None:
     """Print a build's counts per sensor × level and its drop reasons."""
     path = directory / "report" / "report.json"
     if not path.is_file():
         raise fail(FileNotFoundError(f"{path}: no build report here"))
     summary = json.loads(path.read_text())
+    if as_json:
+        emit_json(
+            {
+                "build": str(directory),
+                "samples": summary["samples"],
+                "shards": summary["shards"],
+                "samples_per_split": summary["samples_per_split"],
+                "products_failed": summary["products_failed"],
+                "groups": {
+                    name: {key: group[key] for key in ("products", "flight_lines", "kept", "dropped")}
+                    for name, group in sorted(summary["groups"].items())
+                },
+            }
+        )
+        return
     rows = [
         (name, group["products"], group["flight_lines"], group["kept"], _reasons(group["dropped"]))
         for name, group in sorted(summary["groups"].items())
@@ -227,6 +280,7 @@ def filter(
     rules: Annotated[Path, typer.Argument(help="Rule set (YAML): {name, rules: [{field, min|max|equals}]}.")],
     output: Annotated[Path, typer.Argument(help="Folder for the new shard set and its index.")],
     shard_mb: Annotated[float, typer.Option(help="Target shard size in MB.")] = 1000.0,
+    as_json: JsonOpt = False,
 ) -> None:
     """Re-apply a rule set to a build's stored QA, writing a new shard set without re-reading products."""
     from hyper400k.quality import RuleSet
@@ -236,6 +290,16 @@ def filter(
         result = refilter(build_dir, RuleSet.from_yaml(rules), output, int(shard_mb * 1e6))
     except (ValueError, OSError, KeyError) as exc:
         raise fail(exc) from exc
+    if as_json:
+        emit_json(
+            {
+                "output": str(output),
+                "kept": result.kept,
+                "dropped_samples": result.dropped_samples,
+                "dropped": dict(sorted(result.dropped.items())),
+            }
+        )
+        return
     typer.echo(
         f"{result.kept} samples kept, {result.dropped_samples} dropped ({_reasons(result.dropped)}) -> {output}"
     )
@@ -252,6 +316,7 @@ def demo(
     ] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
     scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address, or 'synchronous'.")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Generate the built-in demo input (every sensor, L1 and L2) and build it end to end."""
     from pipelines.demo import generate_demo_input
@@ -259,7 +324,13 @@ def demo(
     err.print("[cyan]generating demo products[/cyan]")
     generate_demo_input(output / "input", lines=lines, samples=samples, flight_lines=flight_lines)
     build(
-        output / "input", output / "build", workers=workers, scheduler=scheduler, tile_size=tile_size, shard_mb=200.0
+        output / "input",
+        output / "build",
+        workers=workers,
+        scheduler=scheduler,
+        tile_size=tile_size,
+        shard_mb=200.0,
+        as_json=as_json,
     )
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -9,6 +12,16 @@ import typer
 
 from hyper400k.console import print_error
 from hyper400k.logs import allow_deepspeed, configure_logging
+
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON object on stdout (fields: docs/json-output.md).")
+]
+
+
+def emit_json(record: dict) -> None:
+    """The command's report as one line of JSON on stdout (progress and metric rows go elsewhere)."""
+    typer.echo(json.dumps(record, default=str))
+
 
 app = typer.Typer(
     help="SpecAware: pretrain the multi-sensor hyperspectral foundation model and use it.",
@@ -39,6 +52,7 @@ def pretrain(
         str | None, typer.Option(help="DeepSpeed JSON (overrides the config).")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    as_json: JsonOpt = False,
 ) -> None:
     """MAE pretraining on DeepSpeed; resumes from the output folder's latest checkpoint."""
     allow_deepspeed()  # training: DeepSpeed's warnings concern the run
@@ -55,10 +69,22 @@ def pretrain(
             model=model,
             deepspeed_config=deepspeed_config,
         )
-        result = run(settings, progress=progress)
+        # with --json, stdout carries only the JSON: the per-row metrics go to stderr
+        with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+            result = run(settings, progress=progress)
     except (ValueError, FileNotFoundError) as exc:
         print_error(exc)
         raise typer.Exit(code=2) from exc
+    if as_json:
+        emit_json(
+            {
+                "steps": result.steps,
+                "final_loss": result.final_loss,
+                "model": str(result.model_path),
+                "metrics": str(result.metrics_path),
+            }
+        )
+        return
     typer.echo(f"{result.steps} steps, final loss {result.final_loss:.4f}; model: {result.model_path}")
 
 
@@ -71,6 +97,7 @@ def embed(
     batch_size: Annotated[int, typer.Option(help="Samples per forward pass.")] = 8,
     grid: Annotated[bool, typer.Option(help="Also store the patch-token grid of every item.")] = False,
     split: Annotated[str | None, typer.Option(help="Only samples of this split (shard sets).")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Encoder features of every tile of a product, or every sample of a shard set."""
     from hyper400k.errors import ProductError
@@ -91,6 +118,9 @@ def embed(
         print_error(exc)
         raise typer.Exit(code=2) from exc
     save_features(output, features)
+    if as_json:
+        emit_json({"items": len(features["keys"]), "features": int(features["cls"].shape[1]), "output": str(output)})
+        return
     typer.echo(f"{len(features['keys'])} items x {features['cls'].shape[1]} features -> {output}")
 
 
