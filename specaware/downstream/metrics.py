@@ -15,6 +15,7 @@ from typing import Any
 import matplotlib
 import numpy as np
 from matplotlib.colors import ListedColormap
+from matplotlib.patches import Patch
 
 from hyper400k.figures import plt, save_figure
 
@@ -129,18 +130,27 @@ def plot_maps(
     names: Sequence[str],
     num_classes: int,
     path: str | Path,
+    class_names: Sequence[str] | None = None,
 ) -> Path:
-    """Predicted label maps beside the ground truth, one row per item (unlabelled truth pixels shown black)."""
+    """Predicted label maps beside the ground truth, one row per item, with a legend naming every class colour
+    (label 0, unlabelled, is black). ``class_names`` lists labels 1..num_classes (default ``class 1`` ...)."""
     colours = ListedColormap(
         np.vstack([[0, 0, 0, 1], matplotlib.colormaps["tab10"](np.arange(max(num_classes, 1)) % 10)])
     )
     count = len(predictions)
-    fig, axes = plt.subplots(count, 2, figsize=(5, 2.5 * count), squeeze=False)
+    labels = list(class_names or [f"class {k}" for k in range(1, num_classes + 1)])
+    legend = [Patch(color=colours(0), label="0: unlabelled")]
+    legend += [Patch(color=colours(k), label=f"{k}: {labels[k - 1]}") for k in range(1, num_classes + 1)]
+    columns = 3
+    legend_inches = 0.25 * -(-len(legend) // columns) + 0.2
+    height = 2.5 * count + legend_inches
+    fig, axes = plt.subplots(count, 2, figsize=(5.5, height), squeeze=False)
     for row, (prediction, truth, name) in enumerate(zip(predictions, truths, names, strict=True)):
         for col, (image, label) in enumerate(((prediction, "prediction"), (truth, "ground truth"))):
             ax = axes[row, col]
             ax.imshow(image, cmap=colours, vmin=0, vmax=num_classes, interpolation="nearest")
             ax.set_title(f"{name}: {label}", fontsize=7)
             ax.axis("off")
-    fig.tight_layout()
+    fig.legend(handles=legend, loc="lower center", ncol=columns, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, legend_inches / height, 1, 1))
     return save_figure(fig, path)

@@ -274,6 +274,7 @@ def score(
             [items[i].name for i in range(shown)],
             k,
             output / "maps.png",
+            data.class_names,
         )
     return metrics
 

@@ -30,7 +30,7 @@ from specaware.model.mae import SpecAwareMAE, build_model
 from specaware.train.config import PretrainConfig
 from specaware.train.engine import decay_groups, init_process_group, make_engine
 from specaware.train.metrics import MetricsLog
-from specaware.train.quicklook import save_reconstruction
+from specaware.train.quicklook import save_reconstruction, value_label
 
 log = logging.getLogger(__name__)
 CHECKPOINTS = "checkpoints"
@@ -112,6 +112,7 @@ def pretrain(config: PretrainConfig, *, progress: bool = True) -> PretrainResult
                 out.pixels[0],
                 batch["wavelength"][0],
                 f"step {step}: {batch['key'][0]} (loss {loss_value:.3f})",
+                value_label(batch["level"][0], config.normalize),
             )
         if step % config.checkpoint_every == 0 or step == config.steps:
             engine.save_checkpoint(
