@@ -8,7 +8,7 @@ TORCH  := torch==2.13.0
 DEEPSPEED := deepspeed==0.19.8
 DATA   ?= build/demo
 
-.PHONY: venv test lint build-dataset pretrain bench clean
+.PHONY: venv test lint build-dataset pretrain bench docs clean
 
 venv: $(STAMP)
 
@@ -45,5 +45,9 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.compression --quick
 	$(BIN)/python -m benchmarks.loader --quick
 
+# The documentation site (user guide + API reference from the docstrings) into site/, strict as in the tests.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
+
 clean:
-	rm -rf build .pytest_cache
+	rm -rf build site .pytest_cache
