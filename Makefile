@@ -10,7 +10,7 @@ PRESET ?= demo
 DATA   ?= build/$(PRESET)
 MANIFEST ?= $(DATA)/manifest.yaml
 
-.PHONY: venv test lint build-dataset pretrain bench clean
+.PHONY: venv test lint build-dataset pretrain bench docs clean
 
 venv: $(STAMP)
 
@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	DS_BUILD_OPS=0 $(BIN)/python -m pip install -q --no-build-isolation $(DEEPSPEED)
 	$(BIN)/python -m pip install -q -e '.[test]'
 	$(BIN)/python -c "import torch, sys; v = torch.__version__; sys.exit(0 if v.startswith('2.13.0') and torch.version.cuda is None else f'pip replaced torch: {v} cuda={torch.version.cuda}')"
-	# DeepSpeed compiles its CPU shared-memory collective op on first use (~45 s); do it once here, not in a test.
+	# DeepSpeed compiles its CPU shared-memory collective op on first use; do it once here, not in a test.
 	DS_ACCELERATOR=cpu $(BIN)/python -c "from deepspeed.comm.torch import build_shm_op; build_shm_op()"
 	touch $(STAMP)
 
@@ -46,7 +46,7 @@ else
 	$(BIN)/hyper400k build $(MANIFEST) $(DATA)/build $(BUILD_ARGS)
 endif
 
-# A short `tiny` MAE pretraining on the demo corpus (CPU, a few minutes); builds the corpus first if needed.
+# A 150-step `tiny` MAE pretraining on the demo corpus (CPU); builds the corpus first if needed.
 pretrain: $(STAMP)
 	test -f $(DATA)/build/shards/index.json || $(MAKE) build-dataset
 	$(BIN)/specaware pretrain --config pipelines/configs/pretrain_tiny.yaml
@@ -57,5 +57,9 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.compression --quick
 	$(BIN)/python -m benchmarks.loader --quick
 
+# The documentation site (user guide + API reference from the docstrings) into site/, strict as in the tests.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
+
 clean:
-	rm -rf build .pytest_cache
+	rm -rf build site .pytest_cache

@@ -10,6 +10,7 @@ exception a command lets out becomes one ``error: <file>: <problem>`` line and a
 
 from __future__ import annotations
 
+import json
 import sys
 import traceback
 from collections.abc import Iterable, Sequence
@@ -146,3 +147,9 @@ def format_table(columns: Sequence[str], rows: Iterable[Sequence[str]], title: s
     out += [line(columns), line(["-" * width for width in widths])]
     out += [line(row) for row in body]
     return "\n".join(out)
+
+
+def emit_json(record: dict) -> None:
+    """A command's report as one line of strict JSON on stdout (progress and stage lines stay on stderr)."""
+    sys.stdout.write(json.dumps(record, default=str, allow_nan=False) + "\n")
+    sys.stdout.flush()

@@ -36,9 +36,8 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 from urllib.parse import urlsplit
 
-from tqdm import tqdm
-
 from hyper400k.manifest import ManifestEntry
+from hyper400k.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +214,7 @@ def fetch_all(
         fetch(
             entry, dest_dir, auth=auth, retries=retries, backoff=backoff, timeout=timeout, progress=progress
         )
-        for entry in tqdm(entries, desc="products", unit="product", disable=not progress)
+        for entry in progress_bar(entries, desc="products", unit="product", disable=not progress)
     ]
     failed = sum(not result.ok for result in results)
     present = sum(result.skipped for result in results)
@@ -389,7 +388,7 @@ def _receive(response: http.client.HTTPResponse, url: str, part: Path, offset: i
     start = _response_start(response, url, part, offset)
     length = response.headers.get("Content-Length", "")
     expected_end = start + int(length) if length.isdigit() else None
-    with tqdm(
+    with progress_bar(
         total=expected_end,
         initial=start,
         desc=part.name.removesuffix(".part"),
@@ -445,7 +444,7 @@ def _copy_local(source: Path, part: Path, progress: bool) -> None:
     total = os.fstat(handle.fileno()).st_size
     with (
         handle,
-        tqdm(
+        progress_bar(
             total=total, desc=source.name, unit="B", unit_scale=True, leave=False, disable=not progress
         ) as bar,
     ):

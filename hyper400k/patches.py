@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from hyper400k.geo import corner_points, polygon, tile_footprint_transformer
 from hyper400k.presets import Preset
 from hyper400k.quality import TileAssessor, TileQuality
@@ -23,6 +25,9 @@ class TileOutcome:
     col: int
     quality: TileQuality
     sample: Sample | None
+    # the tile as read (float32, NaN fill), for quicklooks of dropped tiles; it may be a view of the strip
+    # buffer, so use it before asking for the next outcome
+    data: np.ndarray | None = None
 
 
 @dataclass
@@ -73,7 +78,7 @@ def iter_outcomes(
                 "qa": quality.qa,
             }
             sample = Sample(key=key, data=quality.data, valid=quality.valid, meta=sample_meta)
-        yield TileOutcome(tile.row, tile.col, quality, sample)
+        yield TileOutcome(tile.row, tile.col, quality, sample, tile.data)
 
 
 def _product_fields(

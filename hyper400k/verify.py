@@ -15,8 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from tqdm import tqdm
-
+from hyper400k.progress import progress_bar
 from hyper400k.sample import Sample, SchemaError
 from hyper400k.shards import (
     INDEX_NAME,
@@ -125,7 +124,7 @@ def verify_shards(
     seen: dict[str, str] = {}
     existing = [entry for entry in entries if (directory / entry["name"]).is_file()]
     total = sum((directory / entry["name"]).stat().st_size for entry in existing)
-    with tqdm(total=total, unit="B", unit_scale=True, desc="verify", disable=not progress) as bar:
+    with progress_bar(total=total, unit="B", unit_scale=True, desc="verify", disable=not progress) as bar:
         for entry in entries:
             path = directory / entry["name"]
             if not path.is_file():

@@ -14,6 +14,7 @@ the next run; a killed build leaves the previous generation readable and the nex
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -24,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from dask.distributed import Client, LocalCluster, as_completed
-from tqdm import tqdm
 
 from hyper400k.discovery import list_input
 from hyper400k.download import fetch_all
@@ -34,6 +34,7 @@ from hyper400k.manifest import load_manifest
 from hyper400k.overrides import write_sidecar
 from hyper400k.presets import Preset
 from hyper400k.product import is_product_file
+from hyper400k.progress import progress_bar
 from hyper400k.readers.metadata import product_id_of
 from hyper400k.sensors import file_role, identify
 from hyper400k.shards import ShardError
@@ -172,17 +173,28 @@ def plan_jobs(
 
 
 @contextmanager
-def dask_client(scheduler: str | None, workers: int | None):
-    """A client on the given scheduler address, or on a fresh LocalCluster (one thread per process)."""
+def dask_client(scheduler: str | None, workers: int | None, stage: Callable[[str], None]):
+    """A client on the given scheduler address, or on a fresh LocalCluster (one thread per process), whose
+    dashboard link is reported once through ``stage`` (the dashboard needs bokeh; without it there is none)."""
     if scheduler:
         with Client(scheduler) as client:
             yield client
         return
     n = workers or max(1, (os.cpu_count() or 2))
     quiet = logging.INFO if log.isEnabledFor(logging.INFO) else logging.WARNING
+    dashboard = importlib.util.find_spec("bokeh") is not None
     with LocalCluster(
-        n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=quiet
+        n_workers=n,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0" if dashboard else None,  # any free port: machines are shared
+        silence_logs=quiet,
     ) as cluster:
+        stage(
+            f"dask: {n} local workers, dashboard at {cluster.dashboard_link}"
+            if dashboard
+            else f"dask: {n} local workers (no dashboard: install bokeh>=3.1 for one)"
+        )
         with Client(cluster) as client:
             yield client
 
@@ -240,7 +252,7 @@ def build(config: BuildConfig, on_stage: Callable[[str], None] | None = None) ->
         for window, problems in sorted(plan.repaired.items()):
             log.warning("window %s is damaged (%s): packing it again", window, "; ".join(problems))
         stage(f"tiling and packing {len(plan.fresh) + len(plan.derived)} windows of {len(jobs)} products")
-        packed, failed = run_plan(plan, records, config)
+        packed, failed = run_plan(plan, records, config, stage)
         failures += failed
         windows = [window for window in plan.kept + packed if window.products]  # not windows of failures only
         built = [records[p] for w in windows for p in w.products if records.get(p)]
@@ -262,7 +274,10 @@ def build(config: BuildConfig, on_stage: Callable[[str], None] | None = None) ->
 
 
 def run_plan(
-    plan: Plan, records: dict[str, dict[str, Any] | None], config: BuildConfig
+    plan: Plan,
+    records: dict[str, dict[str, Any] | None],
+    config: BuildConfig,
+    stage: Callable[[str], None] = log.info,
 ) -> tuple[list[WindowRecord], list[dict[str, Any]]]:
     """Tile the products that need it and pack every window of ``plan``, as Dask tasks (or in this
     process with the synchronous scheduler). Windows a killed run already packed are read back.
@@ -290,12 +305,14 @@ def run_plan(
     if tile:
         log.info("%d products to tile, %d windows to pack", len(tile), len(fresh) + len(derived))
     failures: list[dict[str, Any]] = []
-    bar = tqdm(total=len(tile), desc="products", unit="product", disable=not config.progress)
+    bar = progress_bar(total=len(tile), desc="products", unit="product", disable=not config.progress)
     try:
         if config.scheduler == "synchronous":
             outcomes = _run_here(fresh, derived, {j.product_id for j in tile}, records, bar)
         else:
-            outcomes = _run_on_cluster(fresh, derived, {j.product_id for j in tile}, records, config, bar)
+            outcomes = _run_on_cluster(
+                fresh, derived, {j.product_id for j in tile}, records, config, bar, stage
+            )
     finally:
         bar.close()
     for spec_products, outcome in outcomes:
@@ -347,7 +364,7 @@ def _run_here(
     derived: list[WindowSpec],
     tile: set[str],
     records: dict[str, dict[str, Any] | None],
-    bar: tqdm,
+    bar: Any,
 ) -> list[Outcome]:
     outcomes: list[Outcome] = []
     for window in fresh:
@@ -380,14 +397,15 @@ def _run_on_cluster(
     tile: set[str],
     records: dict[str, dict[str, Any] | None],
     config: BuildConfig,
-    bar: tqdm,
+    bar: Any,
+    stage: Callable[[str], None],
 ) -> list[Outcome]:
     """Product tasks first, in window order; each window's packing task is submitted (ahead of any
     waiting product task) as soon as its last product is tiled, so spools live about one window long."""
     outcomes: list[Outcome] = []
     if not fresh and not derived:
         return outcomes
-    with dask_client(config.scheduler, config.workers) as client:
+    with dask_client(config.scheduler, config.workers, stage) as client:
         running = as_completed()
         window_of: dict[str, FreshWindow] = {}
         waiting: dict[str, set[str]] = {}

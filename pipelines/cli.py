@@ -1,9 +1,12 @@
-"""The ``hyper400k`` command line: a thin layer over the library (no logic lives here)."""
+"""The ``hyper400k`` command line: a thin layer over the library (no logic lives here).
+
+Heavy libraries (GDAL, xarray, dask, torch) are imported inside the commands that use them, so ``--help`` and
+argument errors answer at once.
+"""
 
 from __future__ import annotations
 
 import json
-import logging
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -11,27 +14,31 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from hyper400k.console import DEBUG_HELP, EXIT_FAILED, ReportingGroup, format_table
-from hyper400k.product import open_product
+from hyper400k.console import DEBUG_HELP, EXIT_FAILED, ReportingGroup, emit_json, format_table
+from hyper400k.logs import configure_logging
 
 app = typer.Typer(
     help="Airborne imaging-spectrometer products to a STAC-indexed WebDataset corpus.",
     no_args_is_help=True,
     cls=ReportingGroup,
 )
-console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 
 @app.callback()
 def main(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress and warnings.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Also show the libraries' logs (dask, per-product INFO).")
+    ] = False,
     debug: Annotated[bool, typer.Option("--debug", help=DEBUG_HELP)] = False,
 ) -> None:
     """Errors print one line ``error: <file>: <problem>`` and exit 2 (bad input), 3 (system) or 4 (bug)."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(verbose)
+
+
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON object on stdout (fields: docs/json-output.md).")
+]
 
 
 def _reasons(counts: dict[str, int]) -> str:
@@ -53,6 +60,8 @@ def inspect(
     ] = None,
 ) -> None:
     """Print a product's scene metadata."""
+    from hyper400k.product import open_product
+
     with open_product(product, sensor=sensor, level=level, scale=scale, when=when) as scene:
         meta = scene.meta
     if as_json:
@@ -98,10 +107,12 @@ def tile(
     preset: Annotated[str, typer.Option(help="Tiling + quality preset.")] = "hyper400k",
     size: Annotated[int | None, typer.Option(help="Tile size in pixels (default: the preset's).")] = None,
     stride: Annotated[int | None, typer.Option(help="Stride in pixels (default: the tile size).")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Tile one product (for debugging): writes its kept samples as one shard and prints why tiles were dropped."""
     from hyper400k.patches import ProductSummary, iter_outcomes
     from hyper400k.presets import get_preset
+    from hyper400k.product import open_product
     from hyper400k.sensors import identify
     from hyper400k.shards import ShardWriter
 
@@ -115,6 +126,17 @@ def tile(
             summary.add(outcome)
             if outcome.sample is not None:
                 writer.write(outcome.sample)
+    if as_json:
+        emit_json(
+            {
+                "product": str(product),
+                "output": str(output),
+                "kept": summary.kept,
+                "dropped_tiles": summary.dropped_tiles,
+                "dropped": dict(sorted(summary.dropped.items())),
+            }
+        )
+        return
     typer.echo(
         f"{summary.kept} tiles kept, {summary.dropped_tiles} dropped ({_reasons(summary.dropped)}) -> {output}"
     )
@@ -143,6 +165,7 @@ def build(
     verify: Annotated[
         bool, typer.Option("--verify", help="Check the sha256 of every committed shard, not only its size.")
     ] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Build the corpus: tile + filter every product, pack shards, write the STAC catalog and report.
 
@@ -174,16 +197,34 @@ def build(
     )
     result = run_build(config, on_stage=lambda message: err.print(f"[cyan]{message}[/cyan]"))
     samples = sum(r["kept"] for r in result.records)
-    console.print(
-        f"{len(result.records)} products, {samples} samples -> {output}; report: {result.report_path}"
-    )
-    if result.ignored:
-        typer.echo(
-            f"ignored: {len(result.ignored)} file(s) under the input that are not products (reasons in the report)"
+    failed = [
+        {"product_id": failure["product_id"], "reason": failure["reason"].splitlines()[0]}
+        for failure in result.failures
+    ]
+    if as_json:
+        emit_json(
+            {
+                "ok": result.ok,
+                "output": str(output),
+                "products": len(result.records),
+                "samples": samples,
+                "failed": failed,
+                "ignored": result.ignored,
+                "report": str(result.report_path),
+                "catalog": None if result.catalog_path is None else str(result.catalog_path),
+            }
         )
+    else:
+        typer.echo(
+            f"{len(result.records)} products, {samples} samples -> {output}; report: {result.report_path}"
+        )
+        if result.ignored:
+            typer.echo(
+                f"ignored: {len(result.ignored)} file(s) under the input that are not products (see the report)"
+            )
+        for failure in failed:
+            typer.echo(f"failed: {failure['product_id']}: {failure['reason']}", err=True)
     if not result.ok:
-        for failure in result.failures:
-            typer.echo(f"failed: {failure['product_id']}: {failure['reason'].splitlines()[0]}", err=True)
         raise typer.Exit(code=EXIT_FAILED)
 
 
@@ -211,12 +252,28 @@ def verify(
 @app.command()
 def stats(
     directory: Annotated[Path, typer.Argument(help="A build folder (with report/report.json).")],
+    as_json: JsonOpt = False,
 ) -> None:
     """Print a build's counts per sensor × level and its drop reasons."""
     path = directory / "report" / "report.json"
     if not path.is_file():
         raise FileNotFoundError(2, "no build report here", str(path))
     summary = json.loads(path.read_text())
+    if as_json:
+        emit_json(
+            {
+                "build": str(directory),
+                "samples": summary["samples"],
+                "shards": summary["shards"],
+                "samples_per_split": summary["samples_per_split"],
+                "products_failed": summary["products_failed"],
+                "groups": {
+                    name: {key: group[key] for key in ("products", "flight_lines", "kept", "dropped")}
+                    for name, group in sorted(summary["groups"].items())
+                },
+            }
+        )
+        return
     rows = [
         (name, group["products"], group["flight_lines"], group["kept"], _reasons(group["dropped"]))
         for name, group in sorted(summary["groups"].items())
@@ -234,12 +291,23 @@ def filter(
     rules: Annotated[Path, typer.Argument(help="Rule set (YAML): {name, rules: [{field, min|max|equals}]}.")],
     output: Annotated[Path, typer.Argument(help="Folder for the new shard set and its index.")],
     shard_mb: Annotated[float, typer.Option(help="Target shard size in MB.")] = 1000.0,
+    as_json: JsonOpt = False,
 ) -> None:
     """Re-apply a rule set to a build's stored QA, writing a new shard set without re-reading products."""
     from hyper400k.quality import RuleSet
     from pipelines.refilter import refilter
 
     result = refilter(build_dir, RuleSet.from_yaml(rules), output, int(shard_mb * 1e6))
+    if as_json:
+        emit_json(
+            {
+                "output": str(output),
+                "kept": result.kept,
+                "dropped_samples": result.dropped_samples,
+                "dropped": dict(sorted(result.dropped.items())),
+            }
+        )
+        return
     typer.echo(
         f"{result.kept} samples kept, {result.dropped_samples} dropped ({_reasons(result.dropped)}) -> {output}"
     )
@@ -251,15 +319,27 @@ def demo(
     lines: Annotated[int, typer.Option(help="Lines per product.")] = 512,
     samples: Annotated[int, typer.Option(help="Samples per product.")] = 384,
     flight_lines: Annotated[int, typer.Option(help="Flight lines per sensor (each with L1 and L2).")] = 2,
+    tile_size: Annotated[
+        int | None, typer.Option("--tile", help="Tile size (default: the preset's, 256).")
+    ] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
     scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address, or 'synchronous'.")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Generate the built-in demo input (every sensor, L1 and L2) and build it end to end."""
     from pipelines.demo import generate_demo_input
 
     err.print("[cyan]generating demo products[/cyan]")
     generate_demo_input(output / "input", lines=lines, samples=samples, flight_lines=flight_lines)
-    build(output / "input", output / "build", workers=workers, scheduler=scheduler, shard_mb=200.0)
+    build(
+        output / "input",
+        output / "build",
+        workers=workers,
+        scheduler=scheduler,
+        tile_size=tile_size,
+        shard_mb=200.0,
+        as_json=as_json,
+    )
 
 
 def _register_archive() -> None:

@@ -19,15 +19,17 @@ from typing import Any
 import numpy as np
 
 from hyper400k.errors import EmptyProductError, ProductError
-from hyper400k.patches import ProductSummary, iter_outcomes
+from hyper400k.patches import ProductSummary, TileOutcome, iter_outcomes
 from hyper400k.presets import Preset
 from hyper400k.product import open_product
-from hyper400k.quicklook import save_true_colour
-from hyper400k.sample import Sample
+from hyper400k.quicklook import QuicklookSampler, true_colour
+from hyper400k.sample import sample_key
+from hyper400k.scene import SceneMeta
 from hyper400k.shards import ShardWriter
 
 SPOOL_BYTES = 1 << 62  # one spool file per product: its window's packing task mixes it into the shards
-QUICKLOOKS_PER_PRODUCT = 2
+QUICKLOOKS_KEPT = 3  # per product, a random sample of its kept tiles
+QUICKLOOKS_DROPPED = 2  # and of its dropped ones
 RECORD = "record.json"
 _STATS_STEP = 4
 # The output cannot take writes: every product would fail alike, so the build stops instead.
@@ -89,7 +91,7 @@ def _process(job: ProductJob, out: Path) -> dict[str, Any]:
     summary = ProductSummary()
     stats = BandStats()
     patches: list[dict[str, Any]] = []
-    quicklooks: list[str] = []
+    quicklooks = QuicklookSampler(job.product_id, kept=QUICKLOOKS_KEPT, dropped=QUICKLOOKS_DROPPED)
     qa_values: dict[str, list[float]] = {}
     with open_product(job.path) as scene, ShardWriter(out, "spool", SPOOL_BYTES) as writer:
         meta = scene.meta
@@ -102,16 +104,16 @@ def _process(job: ProductJob, out: Path) -> dict[str, Any]:
             for name, value in outcome.quality.qa.items():
                 if isinstance(value, int | float | bool):
                     qa_values.setdefault(name, []).append(float(value))
+            _offer_quicklook(quicklooks, outcome, meta)
             if outcome.sample is None:
                 continue
             sample = outcome.sample
             writer.write(sample)
             stats.add(sample.data, sample.valid)
             patches.append(_patch_row(sample.meta))
-            if len(quicklooks) < QUICKLOOKS_PER_PRODUCT and sample.meta["qa"]["valid_fraction"] > 0.5:
-                quicklooks.append(_save_quicklook(out, sample))
         if not any_data:
             raise EmptyProductError(job.path, "holds no valid pixel: every value is fill / nodata")
+    looks = quicklooks.save(out)
     record = {
         "status": "ok",
         "product_id": job.product_id,
@@ -129,7 +131,8 @@ def _process(job: ProductJob, out: Path) -> dict[str, Any]:
         "qa_values": qa_values,
         "band_stats": stats.to_dict(),
         "patches": patches,
-        "quicklooks": quicklooks,
+        "quicklooks": [look.name for look in looks if not look.reasons],
+        "dropped_quicklooks": [{"name": look.name, "reasons": look.reasons} for look in looks if look.reasons],
         "spool_path": str(out / writer.shards[0].name) if writer.shards else None,
         "spool_sha256": writer.shards[0].sha256 if writer.shards else None,
         "input_bytes": sum(Path(p).stat().st_size for p in meta.files.values()),
@@ -151,10 +154,17 @@ def _patch_row(meta: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _save_quicklook(out: Path, sample: Sample) -> str:
-    name = f"quicklook_{sample.key}.png"
-    save_true_colour(out / name, sample.data, sample.meta["wavelength_nm"], sample.valid)
-    return name
+def _offer_quicklook(sampler: QuicklookSampler, outcome: TileOutcome, meta: SceneMeta) -> None:
+    """Offer a tile to the product's quicklook sample: kept ones as stored, dropped ones as read."""
+    key = sample_key(meta.product_id, outcome.row, outcome.col)
+    if outcome.sample is not None:
+        sample = outcome.sample
+        sampler.offer(key, outcome.row, outcome.col, lambda: true_colour(sample.data, meta.wavelength_nm, sample.valid))
+    elif outcome.data is not None and outcome.quality.valid.any():  # an all-fill tile has nothing to show
+        data, valid = outcome.data, outcome.quality.valid
+        sampler.offer(
+            key, outcome.row, outcome.col, lambda: true_colour(data, meta.wavelength_nm, valid), outcome.quality.reasons
+        )
 
 
 class BandStats:

@@ -9,17 +9,25 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from hyper400k.figures import plt, save_figure
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-HISTOGRAM_FIELDS = (
-    "valid_fraction",
-    "invalid_value_fraction",
-    "cloud_score",
-    "water_fraction",
-    "dark_fraction",
-    "snr_median",
-)
-MAX_QUICKLOOKS = 12
+from hyper400k.figures import plt, save_figure
+from hyper400k.presets import PRESETS
+from hyper400k.quality import Rule
+from pipelines.product_task import QUICKLOOKS_DROPPED, QUICKLOOKS_KEPT
+
+# QA field -> (x-axis label with units, fixed axis range or None for the data's range)
+HISTOGRAM_FIELDS: dict[str, tuple[str, tuple[float, float] | None]] = {
+    "valid_fraction": ("valid pixels / tile pixels", (0.0, 1.0)),
+    "invalid_value_fraction": ("invalid values / tile values", (0.0, 1.0)),
+    "cloud_score": ("cloud pixels / valid pixels", (0.0, 1.0)),
+    "water_fraction": ("water pixels / valid pixels", (0.0, 1.0)),
+    "dark_fraction": ("dark pixels / valid pixels", (0.0, 1.0)),
+    "snr_median": ("median per-band SNR proxy (signal / noise, unitless)", None),
+}
+HISTOGRAM_BINS = 25
 
 
 def summarise(
@@ -107,44 +115,102 @@ def _markdown(summary: dict[str, Any], figures: list[str], quicklooks: list[str]
     if figures:
         lines += [
             "",
-            "## QA histograms (kept tiles; dropped tiles for the fields computed before the drop)",
+            "## QA histograms (kept tiles; dropped tiles for the fields computed before the drop; dashed: the rules)",
             "",
         ] + [f"![QA histograms]({f})" for f in figures]
     if quicklooks:
-        lines += ["", "## Quicklooks (true colour from 640/550/460 nm)", ""] + [
-            f"![{Path(q).stem}]({q})" for q in quicklooks
+        lines += [
+            "",
+            "## Quicklooks",
+            "",
+            f"True colour from the bands nearest 640/550/460 nm, 2-98 % stretched; black: no data. A random sample of"
+            f" up to {QUICKLOOKS_KEPT} kept and {QUICKLOOKS_DROPPED} dropped tiles per product.",
+            *quicklooks,
         ]
     return "\n".join(lines) + "\n"
 
 
 def _histograms(folder: Path, records: list[dict[str, Any]]) -> str:
-    fig, axes = plt.subplots(2, 3, figsize=(12, 6.5))
-    for ax, name in zip(axes.flat, HISTOGRAM_FIELDS, strict=True):
+    save_figure(qa_histogram_figure(records), folder / "qa_histograms.png", dpi=80)
+    return "qa_histograms.png"
+
+
+def qa_histogram_figure(records: list[dict[str, Any]]) -> Figure:
+    """One panel per QA field: tiles per sensor × level stacked on shared bins, the preset's thresholds drawn."""
+    rules = _rules_of(records)
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7.5))
+    for ax, (name, (label, span)) in zip(axes.flat, HISTOGRAM_FIELDS.items(), strict=True):
         by_group: dict[str, list[float]] = {}
         for record in records:
             group = f"{record['meta']['sensor']}-{record['meta']['level']}"
             by_group.setdefault(group, []).extend(record["qa_values"].get(name, []))
-        for group, values in sorted(by_group.items()):
-            if values:
-                ax.hist(values, bins=30, alpha=0.5, label=group)
-        ax.set_title(name)
-    axes.flat[0].legend(fontsize=7)
-    fig.tight_layout()
-    save_figure(fig, folder / "qa_histograms.png", dpi=80)
-    return "qa_histograms.png"
+        by_group = {group: values for group, values in sorted(by_group.items()) if values}
+        values = [v for vs in by_group.values() for v in vs]
+        low, high = span or (min(values, default=0.0), max(values, default=1.0))
+        bins = np.linspace(low, high if high > low else low + 1.0, HISTOGRAM_BINS + 1)
+        if by_group:
+            ax.hist(list(by_group.values()), bins=bins, stacked=True, label=list(by_group))
+        for rule in rules:
+            for bound, word in ((rule.min, "min"), (rule.max, "max")):
+                if rule.field == name and bound is not None:
+                    ax.axvline(bound, color="black", linestyle="--", linewidth=1.2)
+                    ax.annotate(
+                        f"rule: {word} {bound:g}",
+                        (bound, 1.0),
+                        xycoords=("data", "axes fraction"),
+                        xytext=(3, -12),
+                        textcoords="offset points",
+                        fontsize=8,
+                    )
+        ax.set_xlim(bins[0], bins[-1])
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel(label, fontsize=9)
+        ax.set_ylabel("tiles")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=max(1, len(labels)), fontsize=8, title="sensor-level")
+    preset = ", ".join(sorted({r.get("preset", "?") for r in records}))
+    fig.suptitle(f"QA of every tile (kept and dropped); dashed: rules of preset {preset}", fontsize=11)
+    fig.tight_layout(rect=(0, 0.08, 1, 0.96))
+    return fig
+
+
+def _rules_of(records: list[dict[str, Any]]) -> list[Rule]:
+    """The numeric rules of the presets the records were built with (unknown presets contribute none)."""
+    rules: list[Rule] = []
+    for name in sorted({record.get("preset") for record in records if record.get("preset") in PRESETS}):
+        rules += [rule for rule in PRESETS[name].rules.rules if rule not in rules]
+    return rules
 
 
 def _copy_quicklooks(folder: Path, output: Path, records: list[dict[str, Any]]) -> list[str]:
+    """Copy each product's sampled quicklooks (kept tiles, then dropped ones) and return Markdown for them:
+    one table per product, a row per tile with its grid position and, for a dropped tile, its reasons."""
     target = folder / "quicklooks"
     target.mkdir(exist_ok=True)
-    copied = []
+    lines: list[str] = []
     for record in sorted(records, key=lambda r: r["product_id"]):
-        for name in record["quicklooks"][:1]:
+        looks = [(name, []) for name in record.get("quicklooks", [])]
+        looks += [(d["name"], d["reasons"]) for d in record.get("dropped_quicklooks", [])]
+        rows = []
+        for name, reasons in looks:
             source = output / "work" / "products" / record["product_id"] / name
-            if source.is_file() and len(copied) < MAX_QUICKLOOKS:
-                shutil.copyfile(source, target / name)
-                copied.append(f"quicklooks/{name}")
-    return copied
+            if not source.is_file():
+                continue
+            shutil.copyfile(source, target / name)
+            position = name.removesuffix(".png").rsplit("_", 2)
+            status = f"dropped: {', '.join(reasons)}" if reasons else "kept"
+            rows.append(f"| {position[-2]} {position[-1]} | {status} | ![{name}](quicklooks/{name}) |")
+        if rows:
+            lines += [
+                "",
+                f"### {record['product_id']} ({record['kept']} kept, {record['dropped_tiles']} dropped)",
+                "",
+                "| tile (row, column of its top-left pixel) | fate | true colour |",
+                "|---|---|---|",
+                *rows,
+            ]
+    return lines
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -1,25 +1,22 @@
 """Downstream commands (``specaware finetune``, ``probe``, ``baseline``, ``evaluate``), registered on the
 ``specaware`` command line, whose group reports any error as one line (see :mod:`hyper400k.console`). Each
 prints the headline metrics and leaves ``metrics.json`` and the figures in the run's output folder; with
-``--seeds N`` it repeats the run over N seeded splits and prints mean ± std (written to ``summary.json``)."""
+``--seeds N`` it repeats the run over N seeded splits and prints mean ± std (written to ``summary.json``).
+
+The runner (torch, DeepSpeed, scikit-learn) is imported inside the commands, so ``specaware --help`` stays fast.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from specaware.downstream.runner import (
-    SUMMARY_KEYS,
-    DownstreamConfig,
-    baseline,
-    evaluate,
-    finetune,
-    probe,
-    run_seeds,
-)
+from hyper400k.console import emit_json
+from hyper400k.logs import allow_deepspeed
 
 ConfigArg = Annotated[Path, typer.Argument(help="Downstream config (YAML, pipelines/configs/).")]
 OutputOpt = Annotated[str | None, typer.Option(help="Output folder (overrides the config).")]
@@ -37,13 +34,18 @@ BranchOpt = Annotated[
 ]
 HEADLINE = ("OA", "AA", "kappa", "mIoU", "macro_F1", "change_F1", "change_IoU", "RMSE", "SAD")
 
+WarmupOpt = Annotated[int | None, typer.Option(help="Linear warm-up steps (overrides the config).")]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print the metrics as one JSON object (fields: docs/json-output.md).")
+]
+
 
 def _headline(metrics: dict[str, Any]) -> str:
     return "  ".join(f"{k} {metrics[k]:.4f}" for k in HEADLINE if k in metrics)
 
 
-def _summary_line(summary: dict[str, Any]) -> str:
-    shown = [k for k in SUMMARY_KEYS if k in summary and k in HEADLINE]
+def _summary_line(summary: dict[str, Any], keys: tuple[str, ...]) -> str:
+    shown = [k for k in keys if k in summary and k in HEADLINE]
     cells = (f"{k} {summary[k]['mean']:.4f} ± {summary[k]['std']:.4f}" for k in shown)
     return f"{summary['runs']} seeds, mean ± std:  " + "  ".join(cells)
 
@@ -58,18 +60,27 @@ def _absent_note(metrics: dict[str, Any]) -> str | None:
     )
 
 
-def _run(
-    action: Callable[[DownstreamConfig], dict[str, Any]], path: Path, seeds: int = 1, **overrides: Any
-) -> None:
-    config = DownstreamConfig.from_yaml(path, **overrides)
-    if seeds > 1:
-        typer.echo(_summary_line(run_seeds(action, config, seeds)))
+def _run(action: str, path: Path, as_json: bool, seeds: int = 1, **overrides: Any) -> None:
+    """Run ``specaware.downstream.runner.<action>`` on the config at ``path`` (over ``seeds`` seeded splits when
+    more than one) and print its headline metrics, or all of them as JSON."""
+    from specaware.downstream import runner
+
+    if action in ("finetune", "probe"):
+        allow_deepspeed()  # training: DeepSpeed's warnings concern the run
+    config = runner.DownstreamConfig.from_yaml(path, **overrides)
+    run = getattr(runner, action)
+    with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+        result = runner.run_seeds(run, config, seeds) if seeds > 1 else run(config)
+    if as_json:
+        emit_json(result)
         return
-    metrics = action(config)
-    typer.echo(_headline(metrics))
-    if "warning" in metrics:
-        typer.echo(f"warning: {metrics['warning']}", err=True)
-    note = _absent_note(metrics)
+    if seeds > 1:
+        typer.echo(_summary_line(result, runner.SUMMARY_KEYS))
+        return
+    typer.echo(_headline(result))
+    if "warning" in result:
+        typer.echo(f"warning: {result['warning']}", err=True)
+    note = _absent_note(result)
     if note:
         typer.echo(note)
 
@@ -82,17 +93,21 @@ def finetune_command(
     steps: StepsOpt = None,
     pixel_branch: BranchOpt = None,
     seeds: SeedsOpt = 1,
+    warmup_steps: WarmupOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Fine-tune encoder + task head, then evaluate on the test split."""
     _run(
-        finetune,
+        "finetune",
         config,
+        as_json,
         seeds,
         output=output,
         checkpoint=checkpoint,
         init=init,
         steps=steps,
         pixel_branch=pixel_branch,
+        warmup_steps=warmup_steps,
     )
 
 
@@ -103,9 +118,21 @@ def probe_command(
     init: InitOpt = None,
     steps: StepsOpt = None,
     seeds: SeedsOpt = 1,
+    warmup_steps: WarmupOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Linear probe on the frozen encoder, then evaluate on the test split."""
-    _run(probe, config, seeds, output=output, checkpoint=checkpoint, init=init, steps=steps)
+    _run(
+        "probe",
+        config,
+        as_json,
+        seeds,
+        output=output,
+        checkpoint=checkpoint,
+        init=init,
+        steps=steps,
+        warmup_steps=warmup_steps,
+    )
 
 
 def baseline_command(
@@ -113,11 +140,12 @@ def baseline_command(
     method: Annotated[str, typer.Option(help="logreg or rf.")] = "rf",
     output: OutputOpt = None,
     seeds: SeedsOpt = 1,
+    as_json: JsonOpt = False,
 ) -> None:
     """Per-pixel spectral model on raw spectra (logistic regression or random forest)."""
-    _run(baseline, config, seeds, mode=method, output=output, init="random", pixel_branch=False)
+    _run("baseline", config, as_json, seeds, mode=method, output=output, init="random", pixel_branch=False)
 
 
-def evaluate_command(config: ConfigArg, output: OutputOpt = None) -> None:
+def evaluate_command(config: ConfigArg, output: OutputOpt = None, as_json: JsonOpt = False) -> None:
     """Re-score the downstream.pt in the output folder; writes metrics.json and the figures."""
-    _run(evaluate, config, output=output)
+    _run("evaluate", config, as_json, output=output)

@@ -462,7 +462,7 @@ def _plot_label_maps(data: TaskData, outputs: TestOutputs, path: Path, title: st
 def _write_json(path: Path, content: dict[str, Any]) -> None:
     """Write to a temporary name, then rename, so an interrupted run never leaves half a file."""
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(content, indent=2))
+    partial.write_text(json.dumps(content, indent=2, allow_nan=False))
     partial.replace(path)
 
 

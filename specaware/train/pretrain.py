@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from hyper400k.progress import progress_bar
 from specaware.data import LoaderConfig, ShardDataset, TransformConfig, open_shards
 from specaware.dssync import DSSyncHook, attach_dssync, check_deepspeed_config
 from specaware.model.checkpoint import save_checkpoint
@@ -29,7 +30,7 @@ from specaware.model.mae import SpecAwareMAE, build_model
 from specaware.train.config import PretrainConfig
 from specaware.train.engine import decay_groups, init_process_group, make_engine, resolve_config
 from specaware.train.metrics import MetricsLog
-from specaware.train.quicklook import save_reconstruction
+from specaware.train.quicklook import save_reconstruction, value_label
 
 log = logging.getLogger(__name__)
 CHECKPOINTS = "checkpoints"
@@ -62,7 +63,7 @@ def pretrain(config: PretrainConfig, *, progress: bool = True) -> PretrainResult
     loader = DataLoader(dataset, batch_size=None, num_workers=config.workers)
     metrics = MetricsLog(output / "metrics.csv", start_step) if rank == 0 else None
     tokens_per_sample = (config.crop // model.config.patch_size) ** 2
-    bar = tqdm(total=config.steps, initial=start_step, desc="pretrain", disable=not progress or rank != 0)
+    bar = progress_bar(total=config.steps, initial=start_step, desc="pretrain", disable=not progress or rank != 0)
 
     step, loss_value, window_start, window_samples = start_step, math.nan, time.perf_counter(), 0
     batches = iter(loader)
@@ -111,6 +112,7 @@ def pretrain(config: PretrainConfig, *, progress: bool = True) -> PretrainResult
                 out.pixels[0],
                 batch["wavelength"][0],
                 f"step {step}: {batch['key'][0]} (loss {loss_value:.3f})",
+                value_label(batch["level"][0], config.normalize),
             )
         if step % config.checkpoint_every == 0 or step == config.steps:
             engine.save_checkpoint(
