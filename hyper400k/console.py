@@ -5,7 +5,7 @@ Rich wraps long lines at the terminal width, so an error printed through it read
 
 :class:`ReportingGroup` is the click group of both command lines (``hyper400k`` and ``specaware``): any
 exception a command lets out becomes one ``error: <file>: <problem>`` line and a documented exit code
-(:data:`EXIT_CODES`), and ``--debug`` adds the traceback. Commands therefore need no ``try`` of their own.
+(``EXIT_*`` below), and ``--debug`` adds the traceback. Commands therefore need no ``try`` of their own.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import typer
+import yaml
 from typer.core import TyperGroup
 
 try:  # typer >= 0.2x carries its own copy of click; older releases use click itself
@@ -24,20 +25,11 @@ try:  # typer >= 0.2x carries its own copy of click; older releases use click it
 except ImportError:  # pragma: no cover - depends on the installed typer
     from click import exceptions as click_errors
 
-EXIT_OK = 0
+# Exit codes (documented in the README; Ctrl-C exits 130, as typer does).
 EXIT_FAILED = 1  # the command ran to the end, but some products failed or a check found faults
 EXIT_INPUT = 2  # bad input or usage: missing, malformed or unsupported file, bad option value
 EXIT_SYSTEM = 3  # the system refused: permission denied, disk full, read-only file system, other I/O error
 EXIT_INTERNAL = 4  # an unexpected error (a bug): rerun with --debug and report the traceback
-EXIT_INTERRUPTED = 130  # Ctrl-C
-EXIT_CODES = {
-    EXIT_OK: "success",
-    EXIT_FAILED: "finished, but some products failed or a check found faults",
-    EXIT_INPUT: "bad input or usage",
-    EXIT_SYSTEM: "the system refused (permission denied, disk full, read-only file system, I/O error)",
-    EXIT_INTERNAL: "unexpected error (a bug): rerun with --debug and report the traceback",
-    EXIT_INTERRUPTED: "interrupted",
-}
 _INPUT_OS_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, FileExistsError)
 DEBUG_HELP = "On an error, also print the Python traceback."
 
@@ -57,7 +49,7 @@ def print_error(exc: BaseException, prefix: str = "error") -> None:
 
 
 def exit_code_for(exc: BaseException) -> int:
-    """The documented exit code of an exception a command let out (see :data:`EXIT_CODES`)."""
+    """The documented exit code of an exception a command let out."""
     from hyper400k.errors import ProductError
     from hyper400k.shards import ShardError
 
@@ -67,15 +59,9 @@ def exit_code_for(exc: BaseException) -> int:
         return EXIT_INPUT
     if isinstance(exc, OSError):
         return EXIT_SYSTEM
-    if isinstance(exc, ProductError | ShardError | ValueError | _yaml_error()):
+    if isinstance(exc, ProductError | ShardError | ValueError | yaml.YAMLError):
         return EXIT_INPUT
     return EXIT_INTERNAL
-
-
-def _yaml_error() -> type[Exception]:
-    import yaml
-
-    return yaml.YAMLError
 
 
 def report_exception(exc: BaseException, debug: bool) -> int:

@@ -12,8 +12,10 @@ import pytest
 from cli_process import error_lines, run_cli
 
 from hyper400k.console import EXIT_SYSTEM
+from hyper400k.presets import get_preset
 from hyper400k.synth import generate
 from hyper400k.verify import verify_shards
+from pipelines.build import BuildConfig, build
 
 BUILD = ("--tile", "32", "--scheduler", "synchronous", "--no-progress")
 
@@ -35,9 +37,13 @@ def small_disk(tmp_path):
 
 
 def first_build(tmp_path: Path, output: Path) -> dict[str, str]:
+    """A finished one-product build (in-process: only the second, failing build runs the command line)."""
     generate("aviris-ng", "L2", 64, 48, tmp_path / "in", seed=1)
-    process = run_cli("pipelines.cli", "build", tmp_path / "in", output, *BUILD)
-    assert process.returncode == 0, process.stderr
+    config = BuildConfig(
+        input=tmp_path / "in", output=output, preset=get_preset("hyper400k", tile=32), scheduler="synchronous",
+        progress=False,
+    )  # fmt: skip
+    assert build(config).ok
     for seed in (2, 3, 4):
         generate("aviris-ng", "L1", 64, 48, tmp_path / "in", seed=seed)
     return snapshot(output)

@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 class EnviScene(Scene):
     """A lazily read ENVI cube: ``read_lines`` maps only the requested lines.
 
-    ``scale`` multiplies each band (e.g. 1/gain for AVIRIS-Classic DN). Stored values equal to
+    ``scale`` multiplies each band (e.g. 1/gain for AVIRIS-Classic DN) and ``offset`` is then added
+    (ENVI's ``data offset values``). Stored values equal to
     ``nodata`` become NaN (whole fill pixels, or whole bad bands some products fill that way); pixels
     whose whole spectrum is one constant are fill too and become NaN in every band (a real surface
     never gives the same value in hundreds of bands; JPL's v1 reflectance fills edge pixels that way
@@ -31,7 +32,12 @@ class EnviScene(Scene):
     """
 
     def __init__(
-        self, meta: SceneMeta, header: EnviHeader, data_path: Path, scale: np.ndarray | None
+        self,
+        meta: SceneMeta,
+        header: EnviHeader,
+        data_path: Path,
+        scale: np.ndarray | None,
+        offset: np.ndarray | None = None,
     ) -> None:
         self.meta = meta
         self.header = header
@@ -49,6 +55,7 @@ class EnviScene(Scene):
             data_path, dtype=self.dtype, mode="r", offset=header.header_offset, shape=layout[self.interleave]
         )
         self._scale = None if scale is None else np.asarray(scale, dtype=np.float32).reshape(-1, 1)
+        self._offset = None if offset is None else np.asarray(offset, dtype=np.float32).reshape(-1, 1)
         self._nodata = None if meta.nodata is None else self.dtype.type(meta.nodata)
         self._nodata_f32 = None if meta.nodata is None else np.float32(self._nodata)
         self._mask = np.empty((bands, samples), dtype=bool)  # reused per line by _mask_nodata
@@ -113,6 +120,8 @@ class EnviScene(Scene):
             self._mask_nodata(dest)
         if self._scale is not None:
             dest *= self._scale
+        if self._offset is not None:
+            dest += self._offset
         if constant is not None:
             dest[:, constant] = np.nan
 

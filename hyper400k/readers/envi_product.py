@@ -82,7 +82,8 @@ def open_envi(
     spec = sensor(sensor_name or sensor_of(data_path))
     check_band_centres(info.wavelength_nm, info.fwhm_nm, spec.spectrometer_joins_nm, header_path)
     identity = resolve_identity(data_path, spec.name, level, hint=_level_hint(header))
-    band_scale, notes = _band_scale(header, data_path, identity.sensor, identity.level, scale)
+    band_scale, band_offset, notes = _band_scale(header, data_path, identity.sensor, identity.level, scale)
+    notes += _subset_notes(header)
     nodata = header.float_or_none("data ignore value")
     if nodata is None and identity.sensor != "other":
         nodata = JPL_FILL
@@ -105,6 +106,9 @@ def open_envi(
         lon, lat = read_corners(companions.loc)
         footprint, gsd = footprint_from_lonlat(lon, lat), gsd_from_lonlat(lon, lat)
         notes.append(f"unprojected: footprint and GSD from {companions.loc.name}")
+    elif (pixel := _pixel_size_m(header)) is not None:
+        gsd = pixel
+        notes.append("no map projection: GSD from 'pixel size'; CRS and footprint unknown")
     else:
         notes.append(
             "no map projection (no or Arbitrary 'map info') and no loc companion: CRS, footprint and GSD unknown"
@@ -138,7 +142,7 @@ def open_envi(
         fwhm_source=info.fwhm_source,
         notes=notes,
     )
-    return EnviScene(meta, header, data_path, band_scale)
+    return EnviScene(meta, header, data_path, band_scale, band_offset)
 
 
 def _companion_header(path: Path | None) -> Path | None:
@@ -166,13 +170,85 @@ def _header_time(header: EnviHeader) -> str | None:
     return date
 
 
+_LENGTH_UNITS_M = {"meters": 1.0, "meter": 1.0, "m": 1.0, "km": 1000.0, "kilometers": 1000.0, "feet": 0.3048,
+                   "us feet": 1200 / 3937}  # fmt: skip
+
+
+def _pixel_size_m(header: EnviHeader) -> float | None:
+    """The along-line pixel size of ``pixel size = {x, y, units=...}`` in metres, for products without map info."""
+    raw = header.strings("pixel size")
+    if not raw:
+        return None
+    options = {
+        k.strip().lower(): v.strip().lower() for k, _, v in (i.partition("=") for i in raw if "=" in i)
+    }
+    factor = _LENGTH_UNITS_M.get(options.get("units", "meters"))
+    try:
+        size = float(raw[0])
+    except ValueError as exc:
+        raise HeaderError(header.path, f"'pixel size' is not numeric: {raw[0]!r}") from exc
+    return None if factor is None or not size > 0 else size * factor
+
+
+def _subset_notes(header: EnviHeader) -> list[str]:
+    """What ``x start``/``y start`` and ``sensor type`` say, kept in the notes (they change no pixel)."""
+    notes = []
+    if header.has("x start") or header.has("y start"):
+        notes.append(
+            f"a subset starting at sample {header.int_or('x start', 1)}, line {header.int_or('y start', 1)} "
+            "of its original (x start / y start, 1-based)"
+        )
+    kind = (header.get("sensor type") or "").strip()
+    if kind and kind.lower() != "unknown":
+        notes.append(f"header 'sensor type' = {kind}")
+    return notes
+
+
+def _stated_gains(header: EnviHeader, bands: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """ENVI's ``data gain values`` / ``data offset values`` (physical = stored x gain + offset), when stated."""
+    gains, offsets = header.floats("data gain values"), header.floats("data offset values")
+    if gains is None and offsets is None:
+        return None
+    gains = np.ones(bands) if gains is None else gains
+    offsets = np.zeros(bands) if offsets is None else offsets
+    for key, values in (("data gain values", gains), ("data offset values", offsets)):
+        if len(values) != bands:
+            raise HeaderError(header.path, f"'{key}' lists {len(values)} values for {bands} bands")
+        if not np.isfinite(values).all():
+            raise HeaderError(header.path, f"'{key}' holds a non-finite value")
+    if (gains == 0).any():
+        raise HeaderError(header.path, "'data gain values' holds a zero gain")
+    return gains, offsets
+
+
 def _band_scale(
     header: EnviHeader, data_path: Path, sensor_name: str, level: str, scale: float | None
-) -> tuple[np.ndarray | None, list[str]]:
-    """Per-band multiplier from stored values to physical units, and notes on where it came from."""
+) -> tuple[np.ndarray | None, np.ndarray | None, list[str]]:
+    """Per-band multiplier and offset from stored values to physical units, and notes on where they came from.
+
+    An explicit scale wins; then the header's ``data gain values``/``data offset values``; then the sensor's
+    rules (AVIRIS-Classic gains, reflectance scale factors).
+    """
     bands = header.required_int("bands")
     if scale is not None:
-        return np.full(bands, scale), [f"values multiplied by {scale} as requested"]
+        return np.full(bands, scale), None, [f"values multiplied by {scale} as requested"]
+    stated = _stated_gains(header, bands)
+    if stated is not None:
+        gains, offsets = stated
+        return (
+            gains,
+            (offsets if offsets.any() else None),
+            ["values x 'data gain values' + 'data offset values'"],
+        )
+    multiplier, notes = _sensor_scale(header, data_path, sensor_name, level)
+    return multiplier, None, notes
+
+
+def _sensor_scale(
+    header: EnviHeader, data_path: Path, sensor_name: str, level: str
+) -> tuple[np.ndarray | None, list[str]]:
+    """The sensor's rule for stored values: AVIRIS-Classic DN / gain, reflectance / scale factor, or as stored."""
+    bands = header.required_int("bands")
     if sensor_name == "aviris-classic" and level == "L1":
         gain_file = find_gain_file(data_path)
         if gain_file is not None:
