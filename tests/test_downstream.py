@@ -255,7 +255,7 @@ def test_shipped_configs_parse() -> None:
     assert len(paths) >= 2
     for path in paths:
         config = DownstreamConfig.from_yaml(path)
-        assert config.task in ("segmentation", "change", "scene")
+        assert config.task in ("segmentation", "abundance", "change", "scene")
     with pytest.raises(ValueError, match="unknown"):
         DownstreamConfig.from_yaml(paths[0], colour="red")
 
@@ -290,14 +290,21 @@ def _segmentation_data(items: int = 6, size: int = 16) -> TaskData:
 
 def _config(tmp_path: Path, task: str, **values: object) -> DownstreamConfig:
     settings: dict = {"task": task, "data": {}, "output": str(tmp_path / task), "init": "random"}
-    settings |= {"model_overrides": SMALL, "neck_width": 8, "head_channels": 8, "steps": 12, "batch_size": 2}
+    settings |= {
+        "model_overrides": SMALL,
+        "neck_width": 16,
+        "head_channels": 16,
+        "steps": 12,
+        "batch_size": 2,
+    }
     settings |= {"lr": 3e-3, "warmup_steps": 1, "dropout": 0.0, "augment": False}
     return DownstreamConfig(**(settings | values))
 
 
 def test_finetune_segmentation_loss_falls_and_evaluate_matches(tmp_path: Path) -> None:
     data = _segmentation_data()
-    config = _config(tmp_path, "segmentation", steps=30)
+    # The pixel branch resolves classes inside a patch; evaluate must restore its band statistics too.
+    config = _config(tmp_path, "segmentation", steps=15, pixel_branch=True)
     metrics = finetune(config, data)
     history = np.loadtxt(tmp_path / "segmentation" / "history.csv", delimiter=",", skiprows=1)[:, 1]
     assert history[-3:].mean() < 0.8 * history[:3].mean()
@@ -359,7 +366,7 @@ def _change_data(size: int = 32, square: int = 12) -> TaskData:
 
 def test_change_detection_on_generated_pair(tmp_path: Path) -> None:
     data = _change_data()
-    metrics = finetune(_config(tmp_path, "change", steps=25, lr=5e-3), data)
+    metrics = finetune(_config(tmp_path, "change", steps=25, lr=5e-3, pixel_branch=True), data)
     matrix = np.array(metrics["confusion_matrix"])
     changed = sum(int((i.labels == 2).sum()) for i in data.test)
     assert matrix.sum() == 2 * 32 * 32 and matrix[1].sum() == changed
@@ -589,18 +596,18 @@ def test_abundance_regression_task(realdata: Path, tmp_path: Path) -> None:
 # ---------------------------------------------------------------- per-pixel resolution and outputs
 
 
-def test_whole_scene_window_pixel_branch_progress_and_scene_map(
+def test_whole_scene_window_progress_and_scene_map(
     realdata: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     image, abundances, scene = _unmixing_files(realdata, tmp_path / "data")
     data = load_data(_matrix_spec(realdata, image, abundances, window="scene", block=8))
     assert data.window == (40, 56) and len(data.train) == len(data.test) == 1
     assert data.train[0].image.shape == (25, 40, 56)
-    config = _config(tmp_path, "segmentation", steps=4, pixel_branch=True, log_every=2)
+    config = _config(tmp_path, "segmentation", steps=4, log_every=2)
     metrics = finetune(config, data)
     assert "finetune steps 4/4" in capsys.readouterr().err  # periodic lines without a TTY
     assert metrics["pixels"] == int(data.scenes[0].test.sum())
-    assert metrics["run"].startswith("segmentation finetune + pixel branch")
+    assert metrics["run"].startswith("segmentation finetune (random")
     assert (tmp_path / "segmentation" / "maps.png").stat().st_size > 0
     again = evaluate(config, data)
     assert again["confusion_matrix"] == metrics["confusion_matrix"]

@@ -2,8 +2,9 @@
 scene-classification heads, fine-tuning, linear probing, spectral baselines and evaluation metrics.
 
 Entry points: :func:`finetune`, :func:`probe`, :func:`baseline`, :func:`evaluate` (each takes a
-:class:`DownstreamConfig`, usually read from ``pipelines/configs/finetune_*.yaml`` / ``probe_*.yaml``), and the
-command line ``specaware {finetune,probe,baseline,evaluate} CONFIG``.
+:class:`DownstreamConfig`, usually read from ``pipelines/configs/finetune_*.yaml`` / ``probe_*.yaml``),
+:func:`run_seeds` (mean ± std over seeded splits), and the command line
+``specaware {finetune,probe,baseline,evaluate} CONFIG [--seeds N]``.
 
 The names are loaded from :mod:`specaware.downstream.runner` on first use (PEP 562), so importing the command
 line module does not import torch and DeepSpeed.
@@ -14,7 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["DownstreamConfig", "baseline", "evaluate", "finetune", "probe", "run"]
+__all__ = ["DownstreamConfig", "baseline", "evaluate", "finetune", "probe", "run", "run_seeds"]
 
 
 def __getattr__(name: str) -> Any:
