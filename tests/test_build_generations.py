@@ -246,3 +246,13 @@ def test_a_kill_at_any_stage_leaves_a_readable_generation_and_the_next_run_compl
     result = build(config(inputs, output))
     assert result.ok and len(result.records) == 7 and generation(output) == 2
     assert_consistent(output)
+
+
+def test_a_build_that_keeps_no_tile_commits_an_empty_generation(products, tmp_path):
+    inputs = some_inputs(products, tmp_path / "input", skip=5)
+    output = tmp_path / "build"
+    result = build(
+        config(inputs, output, preset=get_preset("hyper400k", tile=256))
+    )  # every tile mostly padding
+    assert result.ok and result.records and not any(r["kept"] for r in result.records)
+    assert generation(output) == 1 and verify_build(output).ok
