@@ -9,6 +9,9 @@ be moved or published as is)::
     hyper400k-aviris-ng-l1/collection.json         child Collection per sensor × level
     hyper400k-aviris-ng-l1/<product_id>/<product_id>.json   one Item per source product
 
+With a ``generation`` (what the dataset build writes), everything but ``catalog.json`` sits under
+``generations/<N>/`` instead, and ``catalog.json``, renamed into place last, is the commit of generation N.
+
 The root is a Collection stored as ``catalog.json``: STAC does not tie the object type to the file
 name, it validates as a Collection, and tools that open ``<dataset>/catalog.json`` find the root.
 Only those entries are written; other files in ``out_dir`` (shards, reports) are never touched.
