@@ -136,9 +136,9 @@ def run_build(n: int, workers: int) -> dict[str, Any]:
         raise RuntimeError(f"build failed: {result.failures[:2]}")
     stages: dict[str, float] = {}
     ends = [t for _, t in marks[1:]] + [start + wall]
-    for (message, began), ended in zip(marks, ends, strict=True):
-        name = message.split(" ")[0] if message.startswith(("tiling", "writing generation")) else message
-        stages[_stage_name(name)] = round(stages.get(_stage_name(name), 0.0) + ended - began, 3)
+    for (message, stage_start), stage_end in zip(marks, ends, strict=True):
+        name = _stage_name(message)
+        stages[name] = round(stages.get(name, 0.0) + stage_end - stage_start, 3)
     committed = load_committed(output)
     assert committed is not None
     corpus = committed.index["total_bytes"]
@@ -163,11 +163,19 @@ def run_build(n: int, workers: int) -> dict[str, Any]:
 
 
 def _stage_name(message: str) -> str:
-    return {
-        "discovering products": "discover",
-        "tiling": "tile_and_pack",
-        "writing": "generation_index",
-    }.get(message, message.split(" of ")[0].replace(" ", "_"))
+    """A stage message without its counts: ``tiling and packing 6 windows of 48 products`` -> ``tile_and_pack``."""
+    for prefix, name in (
+        ("discovering", "discover"),
+        ("tiling and packing", "tile_and_pack"),
+        ("writing generation", "write_index"),
+        ("writing the STAC catalog", "write_catalog"),
+        ("committed generation", "remove_unused"),
+        ("removing files", "remove_unused"),
+        ("writing the report", "report"),
+    ):
+        if message.startswith(prefix):
+            return name
+    return message
 
 
 # ------------------------------------------------------------------------------------- metadata path

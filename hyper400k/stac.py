@@ -9,6 +9,9 @@ be moved or published as is)::
     hyper400k-aviris-ng-l1/collection.json         child Collection per sensor × level
     hyper400k-aviris-ng-l1/<product_id>/<product_id>.json   one Item per source product
 
+With a ``generation`` (what the dataset build writes), everything but ``catalog.json`` sits under
+``generations/<N>/`` instead, and ``catalog.json``, renamed into place last, is the commit of generation N.
+
 The root is a Collection stored as ``catalog.json``: STAC does not tie the object type to the file
 name, it validates as a Collection, and tools that open ``<dataset>/catalog.json`` find the root.
 Only those entries are written; other files in ``out_dir`` (shards, reports) are never touched.
@@ -160,6 +163,20 @@ class PatchRecord:
         )
 
 
+@dataclass
+class ShardAsset:
+    """One WebDataset shard as an asset of its sensor × level collection. ``href`` is relative to the
+    catalog folder (``out_dir``), like :attr:`PatchRecord.shard`."""
+
+    href: str
+    sensor: str
+    level: str
+    split: str
+    samples: int
+    size: int
+    sha256: str
+
+
 # ----------------------------------------------------------------------------------------------- build
 
 
@@ -183,11 +200,13 @@ def build_catalog(
     collection_config: Path | None = None,
     shard_index: str | None = None,
     generation: int | None = None,
+    shards: Sequence[ShardAsset] = (),
 ) -> Path:
     """Write the catalog and patch index under ``out_dir`` and return the path of ``catalog.json``.
 
     ``shard_index`` is the href of the shards' ``index.json`` relative to ``out_dir``; when given, the
-    root and every Item link to it. Everything is written to a staging folder inside ``out_dir`` first
+    root and every Item link to it. ``shards`` become assets of their sensor × level collection (size,
+    checksum, split, sample count), so a STAC client finds the files to stream without the shard index. Everything is written to a staging folder inside ``out_dir`` first
     and then moved into place with ``catalog.json`` last, so readers see the old or the new catalog,
     and a failed build leaves the old one. Entries the previous catalog owned and the new one does not
     (a child collection of a sensor no longer present) are removed; nothing else in ``out_dir`` is.
@@ -216,6 +235,7 @@ def build_catalog(
         patch_index = out_dir / prefix / PATCH_INDEX_FILE
         for item in items.values():
             _add_item_links(item, out_dir, patch_index if patches else None, shard_index=shard_index)
+        _add_shard_assets(root, out_dir, shards)
         root.save(pystac.CatalogType.SELF_CONTAINED, dest_href=str(staging))
         if patches:
             footprints = {pid: (item.geometry, item.bbox) for pid, item in items.items()}
@@ -396,6 +416,33 @@ def _child_collections(
         for record in sorted(records, key=lambda r: r.product_id):
             child.add_item(items[record.product_id])
         yield child
+
+
+def _add_shard_assets(root: pystac.Collection, out_dir: Path, shards: Sequence[ShardAsset]) -> None:
+    """Each shard as an asset of its group's collection, with an href relative to that collection."""
+    by_id = {child.id: child for child in root.get_children()}  # ids are <root>-<sensor>-<level>
+    for shard in shards:
+        child = by_id.get(f"{root.id}-{shard.sensor}-{shard.level.lower()}")
+        if child is None:
+            raise ValueError(f"shard {shard.href}: no collection for {shard.sensor} {shard.level}")
+        folder = os.path.dirname(child.get_self_href() or "")
+        child.add_asset(
+            Path(shard.href).stem,
+            pystac.Asset(
+                href=os.path.relpath(out_dir / shard.href, folder),
+                title=f"WebDataset shard ({shard.split}, {shard.samples} samples)",
+                media_type="application/x-tar",
+                roles=["data"],
+                extra_fields={
+                    "file:size": int(shard.size),
+                    "file:checksum": sha256_multihash(shard.sha256),
+                    "hyper400k:split": shard.split,
+                    "hyper400k:samples": int(shard.samples),
+                },
+            ),
+        )
+        if EXT_FILE not in child.stac_extensions:
+            child.stac_extensions.append(EXT_FILE)
 
 
 def _add_item_links(

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from hyper400k.shards import INDEX_NAME
-from hyper400k.stac import PatchRecord, ProductRecord, build_catalog, generation_dir
+from hyper400k.stac import PatchRecord, ProductRecord, ShardAsset, build_catalog, generation_dir
 from pipelines.pack import SHARDS, WindowRecord
 
 
@@ -19,6 +19,7 @@ def write_catalog(
         key: shard["name"] for window in windows for shard in window.shards for key in shard["keys"]
     }
     products = [_product_record(r) for r in records]
+    by_key = {p["key"]: r for r in records for p in r["patches"]}
     patches = [
         PatchRecord(
             key=p["key"],
@@ -39,12 +40,27 @@ def write_catalog(
         for p in r["patches"]
         if p["key"] in key_to_shard
     ]
+    shards = [
+        ShardAsset(
+            href=f"{SHARDS}/{shard['name']}",
+            sensor=record["meta"]["sensor"],
+            level=record["meta"]["level"],
+            split=record["split"],
+            samples=shard["samples"],
+            size=shard["bytes"],
+            sha256=shard["sha256"],
+        )
+        for window in windows
+        for shard in window.shards
+        if (record := by_key.get(shard["keys"][0])) is not None
+    ]
     return build_catalog(
         output,
         products,
         patches,
         shard_index=f"{generation_dir(generation)}/{INDEX_NAME}",
         generation=generation,
+        shards=shards,
     )
 
 

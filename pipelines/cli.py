@@ -240,6 +240,8 @@ def verify(
     also cross-check the index, patch table and catalog (counts and keys)."""
     from hyper400k.verify import verify_build, verify_shards
 
+    if not (directory / "index.json").is_file() and (directory.parent / "catalog.json").is_file():
+        directory = directory.parent  # a build's shards/ folder: verify the build's committed generation
     if (directory / "catalog.json").is_file():
         report = verify_build(directory, check_samples=samples, progress=not as_json)
     else:

@@ -7,6 +7,7 @@ every fault touches some of them and not others.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -19,7 +20,7 @@ import pytest
 
 from hyper400k.presets import get_preset
 from hyper400k.shards import read_index, shard_keys
-from hyper400k.stac import catalog_generation, read_patch_index
+from hyper400k.stac import catalog_generation, read_patch_index, validate_catalog
 from hyper400k.synth import generate
 from hyper400k.verify import verify_build
 from pipelines.build import BuildConfig, build
@@ -246,3 +247,37 @@ def test_a_kill_at_any_stage_leaves_a_readable_generation_and_the_next_run_compl
     result = build(config(inputs, output))
     assert result.ok and len(result.records) == 7 and generation(output) == 2
     assert_consistent(output)
+
+
+def test_a_build_that_keeps_no_tile_commits_an_empty_generation(products, tmp_path):
+    inputs = some_inputs(products, tmp_path / "input", skip=5)
+    output = tmp_path / "build"
+    result = build(
+        config(inputs, output, preset=get_preset("hyper400k", tile=256))
+    )  # every tile mostly padding
+    assert result.ok and result.records and not any(r["kept"] for r in result.records)
+    assert generation(output) == 1 and verify_build(output).ok
+
+
+def test_a_moved_build_validates_offline_and_loads_and_lists_its_shards_as_assets(first, tmp_path):
+    schemas = ROOT.parent / "shared" / "stac-schemas"
+    if not schemas.is_dir():
+        pytest.skip(f"offline STAC schemas not found at {schemas}")
+    _, output = first
+    moved = tmp_path / "elsewhere" / "corpus"
+    shutil.copytree(output, moved, ignore=shutil.ignore_patterns("work"))
+    assert validate_catalog(moved / "catalog.json", schemas) == []
+    assert verify_build(moved).ok
+    index = read_index(catalog_generation(moved / "catalog.json")[2])
+    assets = {}
+    for collection in moved.glob("generations/*/*/collection.json"):
+        for asset in json.loads(collection.read_text())["assets"].values():
+            assets[(collection.parent / asset["href"]).resolve()] = asset
+    assert len(assets) == len(index["shards"])
+    for entry in index["shards"]:
+        asset = assets[(moved / "shards" / entry["name"]).resolve()]
+        assert asset["file:size"] == entry["bytes"] and asset["file:checksum"] == "1220" + entry["sha256"]
+        assert asset["hyper400k:split"] == entry["name"].split("/")[1]
+    shards = open_shards(moved)
+    assert all(moved in shard.path.parents for shard in shards.shards)
+    assert streamed_keys(moved) == patch_keys(moved)
