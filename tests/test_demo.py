@@ -10,12 +10,12 @@ from pipelines.refilter import refilter
 
 
 def test_every_preset_keeps_most_demo_tiles(tmp_path):
-    # the demo's flight lines (same seeds), at half the size with half-size tiles: the same tile geometry
-    generate_demo_input(tmp_path / "input", lines=256, samples=256)
+    # the demo's flight lines (same seeds) at a quarter of the size with quarter-size tiles: the same tile geometry
+    generate_demo_input(tmp_path / "input", lines=128, samples=128)
     config = BuildConfig(
         input=tmp_path / "input",
         output=tmp_path / "build",
-        preset=get_preset("hyper400k", tile=128),
+        preset=get_preset("hyper400k", tile=64),
         scheduler="synchronous",
         progress=False,
     )
