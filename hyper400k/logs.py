@@ -24,13 +24,18 @@ DEEPSPEED_LOGGER = "DeepSpeed"
 
 
 def configure_logging(verbose: bool) -> None:
-    """Root logging at INFO with ``verbose``, else WARNING; dask.distributed follows the same level."""
+    """Root logging at INFO with ``verbose``, else WARNING; dask.distributed at INFO with ``verbose``, else ERROR.
+
+    dask's own warnings (e.g. a worker process killed while the cluster shuts down) are not actionable: a task
+    that fails is recorded with its reason by the build, which is what the user acts on.
+    """
     level = logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format=FORMAT, force=True)
-    os.environ[DASK_LEVEL_VARIABLE] = logging.getLevelName(level).lower()
+    dask_level = logging.INFO if verbose else logging.ERROR
+    os.environ[DASK_LEVEL_VARIABLE] = logging.getLevelName(dask_level).lower()
     if "distributed" in sys.modules:
         for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.core"):
-            logging.getLogger(name).setLevel(level)
+            logging.getLogger(name).setLevel(dask_level)
     if verbose:
         allow_deepspeed()
     else:

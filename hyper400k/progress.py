@@ -38,4 +38,5 @@ def progress_bar(iterable: Iterable[Any] | None = None, *, file: TextIO | None =
     if stream.isatty():
         return tqdm(iterable, file=stream, **kwargs)
     kwargs.setdefault("mininterval", LOG_INTERVAL_S)
+    kwargs.setdefault("maxinterval", max(kwargs["mininterval"], 10.0))  # the monitor thread must not redraw sooner
     return tqdm(iterable, file=LineWriter(stream), ncols=80, ascii=True, dynamic_ncols=False, **kwargs)

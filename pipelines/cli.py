@@ -319,7 +319,7 @@ def filter(
 def demo(
     output: Annotated[Path, typer.Argument(help="Folder for the demo input (input/) and build (build/).")],
     lines: Annotated[int, typer.Option(help="Lines per product.")] = 512,
-    samples: Annotated[int, typer.Option(help="Samples per product.")] = 384,
+    samples: Annotated[int, typer.Option(help="Samples per product.")] = 512,
     flight_lines: Annotated[int, typer.Option(help="Flight lines per sensor (each with L1 and L2).")] = 2,
     tile_size: Annotated[
         int | None, typer.Option("--tile", help="Tile size (default: the preset's, 256).")

@@ -17,7 +17,7 @@ MARKER = "demo.json"
 
 
 def generate_demo_input(
-    folder: Path, *, lines: int = 512, samples: int = 384, flight_lines: int = 2
+    folder: Path, *, lines: int = 512, samples: int = 512, flight_lines: int = 2
 ) -> list[Path]:
     """Write ``flight_lines`` flight lines per sensor, each as an L1 and an L2 product; return their data files.
 

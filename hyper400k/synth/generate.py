@@ -2,7 +2,7 @@
 
 Per strip of lines: flight/sun geometry, surface reflectance, then (L1) at-sensor radiance, sensor
 noise drawn from a per-line random stream (so the output does not depend on ``strip_lines``),
-defects (a few saturated pixels above the sensor's ceiling, one dead detector column), conversion
+defects (a few saturated pixels above the sensor's ceiling, a dead detector column in some flight lines), conversion
 to the stored type and fill outside the swath. Memory grows with ``strip_lines × samples × bands``,
 never with ``lines``.
 """
@@ -74,7 +74,8 @@ class _Renderer:
         for r, c, factor in zip(*sc.saturated_in(row0, row1), strict=True):
             pixel = values[r * samples + c]
             pixel *= np.float32(factor * self.ceiling / max(float(pixel.max()), 1e-6))
-        values[sc.dead_column :: samples] = _DEAD_VALUE
+        if sc.dead_column is not None:
+            values[sc.dead_column :: samples] = _DEAD_VALUE
         return values
 
 

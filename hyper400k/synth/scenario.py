@@ -39,6 +39,14 @@ PLATFORMS = {
     "aviris-3": Platform((3.5, 5.5), 70.0, (2023, 2025), 3e-4, 0.01),
 }
 _SATURATED_PER_PIXEL = 1.0 / 20000.0
+# Share of flight lines with a dead detector element. Delivered JPL products rarely show one (bad elements are
+# flagged and interpolated in calibration), so most generated flight lines have none; drawn from its own seeded
+# stream so that the other draws of a seed do not depend on it.
+DEAD_DETECTOR_RATE = 0.15
+_DEAD_STREAM = 0xDEAD
+# Half-width of the imaged swath as a share of the grid's width: the rest is fill on either side, about 4 % a
+# side, plus the corners the swath's tilt leaves (wider fill margins made every demo edge tile fail the QA).
+SWATH_HALF_WIDTH = 0.46
 
 
 @dataclass(frozen=True)
@@ -60,7 +68,7 @@ class Scenario:
     cloud_threshold: float
     run: int
     product_hash: str
-    dead_column: int
+    dead_column: int | None  # None: no dead detector element in this flight line
     saturated_rows: np.ndarray
     saturated_cols: np.ndarray
     saturated_factor: np.ndarray
@@ -103,7 +111,7 @@ class Scenario:
         origin_x = round(east - (a * samples + b * lines) / 2, 3)
         origin_y = round(north - (d * samples + e * lines) / 2, 3)
         transform = rotated_transform(origin_x, origin_y, pixel_m, rotation)
-        swath = Swath(lines, samples, tilt=0.05 * samples, half_width=0.42 * samples)
+        swath = Swath(lines, samples, tilt=0.05 * samples, half_width=SWATH_HALF_WIDTH * samples)
         ground = float(rng.uniform(50.0, 1800.0))
         flight = Flight(
             transform=transform,
@@ -124,7 +132,9 @@ class Scenario:
         cloud_threshold = float(ndtri(1.0 - rng.uniform(0.0, 0.12)))
         run = int(rng.integers(1, 20))
         product_hash = f"{int(rng.integers(0, 2**32)):08x}"
-        dead_column = int(samples / 2 + rng.uniform(-0.3, 0.3) * swath.half_width)
+        dead_column: int | None = int(samples / 2 + rng.uniform(-0.3, 0.3) * swath.half_width)
+        if np.random.default_rng([seed, _DEAD_STREAM]).random() >= DEAD_DETECTOR_RATE:
+            dead_column = None
         count = max(3, round(lines * samples * _SATURATED_PER_PIXEL))
         along = rng.uniform(0.1, 1.9, count) * swath.half_length
         across = rng.uniform(-0.9, 0.9, count) * swath.half_width
