@@ -834,7 +834,8 @@ def read_patch_index(
     expression: pc.Expression | None = None,
     columns: list[str] | None = None,
 ) -> pa.Table:
-    """Rows of the patch index (a ``patches.parquet`` file or a folder of them) matching every filter given.
+    """Rows of the patch index matching every filter given. ``path`` is a build folder or its ``catalog.json``
+    (the committed generation's table is read), a ``patches.parquet`` file, or a folder of such files.
 
     Filters are pushed down to the parquet scan, so shards are never opened. ``split`` takes the ml-aoi
     names the build uses (``train``/``validate``/``test``; ``val`` is read as ``validate``). ``expression`` is any further pyarrow
@@ -854,7 +855,20 @@ def read_patch_index(
     if expression is not None:
         conditions.append(expression)
     where = functools.reduce(operator.and_, conditions) if conditions else None
-    return pa_ds.dataset(path, format="parquet").to_table(filter=where, columns=columns)
+    return pa_ds.dataset(_patch_table_of(Path(path)), format="parquet").to_table(
+        filter=where, columns=columns
+    )
+
+
+def _patch_table_of(path: Path) -> Path:
+    """The patch table a build folder or root catalog commits; any other path as it is."""
+    catalog = path / CATALOG_FILE if path.is_dir() else path
+    if catalog.name != CATALOG_FILE or not catalog.is_file():
+        return path
+    _, patches, _ = catalog_generation(catalog)
+    if patches is None:
+        raise ValueError(f"{catalog}: the catalog links no patch index (the build kept no tile)")
+    return patches
 
 
 def _as_list(value: str | Iterable[str]) -> list[str]:

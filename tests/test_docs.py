@@ -113,7 +113,7 @@ def test_every_fence_in_the_docs_is_parsed_as_a_code_block():
     """A fence the parser does not see as one (e.g. a backtick in its info string) would silently escape the tests."""
     for path in DOCS:
         fences = [token for token in MarkdownIt().parse(path.read_text()) if token.type == "fence"]
-        opening_lines = sum(1 for line in path.read_text().splitlines() if line.startswith("```")) // 2
+        opening_lines = sum(1 for line in path.read_text().splitlines() if line.lstrip().startswith("```")) // 2
         assert len(fences) == opening_lines, f"{path.name}: {opening_lines} fenced blocks, {len(fences)} parsed"
 
 
