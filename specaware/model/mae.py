@@ -69,7 +69,7 @@ class SpecAwareMAE(nn.Module):
 
     @property
     def text_kind(self) -> str:
-        """Which sensor/level vectors the model holds (sentence-encoder embeddings or documented placeholders)."""
+        """Which sensor/level vectors the model holds (all-MiniLM-L6-v2 embeddings or documented placeholders)."""
         return self.encoder.meta.text.kind
 
     def encode(
@@ -105,11 +105,11 @@ class SpecAwareMAE(nn.Module):
         return MAEOutput(terms.total, terms.sam, terms.charbonnier, prediction, encoded.mask, pixels)
 
 
-def build_model(config: str | ModelConfig = "tiny", text: str = "auto", **overrides: Any) -> SpecAwareMAE:
+def build_model(config: str | ModelConfig = "tiny", text: str = "minilm", **overrides: Any) -> SpecAwareMAE:
     """A freshly initialised SpecAware MAE from a named configuration (``tiny``, ``base``, ``large``).
 
-    ``text`` picks the sensor/level vectors (see :func:`specaware.model.text.text_vectors`): ``auto`` uses the
-    sentence encoder when it and its weights are installed locally and the documented placeholders otherwise;
-    nothing is ever downloaded. ``overrides`` replace individual config values.
+    ``text`` picks the sensor/level vectors (see :func:`specaware.model.text.text_vectors`): ``minilm`` (or
+    ``auto``) the shipped all-MiniLM-L6-v2 vectors, ``placeholder`` the documented meaningless ones; nothing is
+    ever downloaded. ``overrides`` replace individual config values.
     """
     return SpecAwareMAE(model_config(config, **overrides), text_vectors(text))
