@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import tarfile
 from pathlib import Path
 
@@ -18,8 +17,6 @@ from hyper400k.sensors import sensor
 from hyper400k.synth import generate
 from pipelines.build import BuildConfig, build
 
-NG = "aviris-ng/ang20170323t202244_rdn_7000-7010"
-
 
 def strict_loads(text: str | bytes):
     """``json.loads`` that refuses NaN, Infinity and -Infinity, which the JSON standard does not allow."""
@@ -28,15 +25,6 @@ def strict_loads(text: str | bytes):
         raise ValueError(f"non-standard JSON constant {constant}")
 
     return json.loads(text, parse_constant=refuse)
-
-
-@pytest.fixture
-def ng_copy(realdata, tmp_path):
-    src = realdata / NG
-    dst = tmp_path / src.name
-    shutil.copyfile(src, dst)
-    shutil.copyfile(src.with_name(src.name + ".hdr"), dst.with_name(dst.name + ".hdr"))
-    return dst
 
 
 @pytest.mark.parametrize(

@@ -5,23 +5,10 @@ The commands run as separate processes, as a user (or CI: no TTY, 40 columns) ru
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 from cli_process import error_lines, run_cli
 
 from hyper400k.console import EXIT_INPUT, EXIT_INTERNAL, EXIT_SYSTEM, report_exception
-
-NG = "aviris-ng/ang20170323t202244_rdn_7000-7010"
-
-
-@pytest.fixture
-def ng_copy(realdata, tmp_path):
-    src = realdata / NG
-    dst = tmp_path / src.name
-    shutil.copyfile(src, dst)
-    shutil.copyfile(src.with_name(src.name + ".hdr"), dst.with_name(dst.name + ".hdr"))
-    return dst
 
 
 def assert_one_error(process, code: int, *fragments: str) -> str:

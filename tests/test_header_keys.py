@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 
 from hyper400k.errors import HeaderError
 from hyper400k.product import open_product
-
-NG = "aviris-ng/ang20170323t202244_rdn_7000-7010"
-
-
-@pytest.fixture
-def ng_copy(realdata, tmp_path):
-    src = realdata / NG
-    dst = tmp_path / src.name
-    shutil.copyfile(src, dst)
-    shutil.copyfile(src.with_name(src.name + ".hdr"), dst.with_name(dst.name + ".hdr"))
-    return dst
 
 
 def add_lines(data, *lines: str) -> None:
