@@ -36,7 +36,7 @@ build-dataset: $(STAMP)
 
 # A short `tiny` MAE pretraining on the demo corpus (CPU, a few minutes); builds the corpus first if needed.
 pretrain: $(STAMP)
-	test -f $(DATA)/build/shards/index.json || $(MAKE) build-dataset
+	test -f $(DATA)/build/catalog.json || $(MAKE) build-dataset
 	$(BIN)/specaware pretrain --config pipelines/configs/pretrain_tiny.yaml
 
 bench: $(STAMP)
@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.etl --quick
 	$(BIN)/python -m benchmarks.compression --quick
 	$(BIN)/python -m benchmarks.loader --quick
+	$(BIN)/python -m benchmarks.build_scale --quick
 
 clean:
 	rm -rf build .pytest_cache
