@@ -48,7 +48,7 @@ endif
 
 # A 150-step `tiny` MAE pretraining on the demo corpus (CPU); builds the corpus first if needed.
 pretrain: $(STAMP)
-	test -f $(DATA)/build/shards/index.json || $(MAKE) build-dataset
+	test -f $(DATA)/build/catalog.json || $(MAKE) build-dataset
 	$(BIN)/specaware pretrain --config pipelines/configs/pretrain_tiny.yaml
 
 bench: $(STAMP)
@@ -56,6 +56,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.etl --quick
 	$(BIN)/python -m benchmarks.compression --quick
 	$(BIN)/python -m benchmarks.loader --quick
+	$(BIN)/python -m benchmarks.build_scale --quick
 
 # The documentation site (user guide + API reference from the docstrings) into site/, strict as in the tests.
 docs: $(STAMP)

@@ -10,7 +10,7 @@ with ``batch_size=None``::
     from specaware.data import LoaderConfig, ShardDataset, TransformConfig, open_shards
 
     # Training samples of AVIRIS-NG and AVIRIS-3 (both levels) that are at least 90 % valid: a query on
-    # build/patches.parquet that picks the shard files and the keys inside them.
+    # the build's patch table (generations/<N>/patches.parquet) that picks the shard files and the keys inside them.
     shards = open_shards(
         "build", sensor=["aviris-ng", "aviris-3"], split="train", min_valid_fraction=0.9
     )
