@@ -251,6 +251,11 @@ def test_shipped_configs_parse() -> None:
         assert config.task in ("segmentation", "abundance", "change", "scene")
     with pytest.raises(ValueError, match="unknown"):
         DownstreamConfig.from_yaml(paths[0], colour="red")
+    # A short --steps override shortens the file's warm-up instead of failing.
+    short = DownstreamConfig.from_yaml(
+        ROOT / "pipelines" / "configs" / "finetune_abundance_unmixing.yaml", steps=5
+    )
+    assert short.steps == 5 and short.warmup_steps == 0
 
 
 # ---------------------------------------------------------------- training on small generated data

@@ -132,8 +132,15 @@ class DownstreamConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> DownstreamConfig:
-        """Read a YAML config; non-None ``overrides`` win. Unknown keys are errors."""
-        return dataclass_from_yaml(cls, path, "downstream", **overrides)
+        """Read a YAML config; non-None ``overrides`` win. Unknown keys are errors. A ``steps`` override shorter
+        than the file's warm-up shortens the warm-up to a tenth of the steps, so ``--steps N`` works on any config."""
+        try:
+            return dataclass_from_yaml(cls, path, "downstream", **overrides)
+        except ValueError:
+            steps = overrides.get("steps")
+            if steps is None or overrides.get("warmup_steps") is not None:
+                raise
+            return dataclass_from_yaml(cls, path, "downstream", **overrides | {"warmup_steps": steps // 10})
 
 
 # ---------------------------------------------------------------- backbone and batches
