@@ -258,6 +258,11 @@ def test_shipped_configs_parse() -> None:
         assert config.task in ("segmentation", "abundance", "change", "scene")
     with pytest.raises(ValueError, match="unknown"):
         DownstreamConfig.from_yaml(paths[0], colour="red")
+    # A short --steps override shortens the file's warm-up instead of failing.
+    short = DownstreamConfig.from_yaml(
+        ROOT / "pipelines" / "configs" / "finetune_abundance_unmixing.yaml", steps=5
+    )
+    assert short.steps == 5 and short.warmup_steps == 0
 
 
 # ---------------------------------------------------------------- training on small generated data
@@ -631,3 +636,26 @@ def test_stitched_scene_prediction_masks_padding() -> None:
     stitched = stitch_scene(split, (8, 8), fake)
     assert stitched.shape == (10, 13) and calls == [4]
     assert stitched[0, 0] == 1 and stitched[9, 0] == 2 and stitched[0, 12] == 3 and stitched[9, 12] == 4
+
+
+@pytest.mark.parametrize("patch", [8, 4, 2])
+def test_full_resolution_head_at_every_patch_size(patch: int) -> None:
+    """Logits come out at the input's full resolution whatever the token grid, with and without the pixel branch."""
+    from specaware.downstream.heads import PixelBranch, build_head_model
+    from specaware.model.mae import build_model
+
+    bands = 10
+    batch = {
+        "image": torch.rand(1, bands, 32, 40),
+        **_sensor_like(bands).batch_fields(1),
+    }
+    for branch in (None, PixelBranch(torch.zeros(bands), torch.ones(bands), 8)):
+        backbone = build_model("tiny", text="placeholder", **SMALL | {"patch_size": patch, "image_size": 32})
+        model = build_head_model(
+            backbone, "segmentation", 3, "finetune", 16, 16, [1, 2, 3, 6], 0.0, 16, branch
+        )
+        assert tuple(model(batch).shape) == (1, 3, 32, 40)
+
+
+def _sensor_like(bands: int) -> SensorInfo:
+    return SensorInfo(np.linspace(450, 2000, bands), np.full(bands, 10.0), None)
