@@ -259,9 +259,10 @@ def catalog_generation(catalog_path: Path) -> tuple[int | None, Path | None, Pat
     """What a root ``catalog.json`` commits: its generation number (None for a catalog written without one),
     and the absolute paths of its patch index and shard index (None where it links none)."""
     catalog_path = Path(catalog_path)
+    text = catalog_path.read_text(encoding="utf-8")  # an OS error (permission, I/O) stays one, naming the file
     try:
-        root = json.loads(catalog_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        root = json.loads(text)
+    except ValueError as exc:
         raise ValueError(f"cannot read the catalog {catalog_path}: {exc}") from exc
     if not isinstance(root, dict):
         raise ValueError(f"{catalog_path}: not a STAC catalog (not a JSON object)")

@@ -51,7 +51,7 @@ from pipelines.generation import (
     write_generation_index,
 )
 from pipelines.pack import SHARDS, WindowRecord, WindowSpec, load_window_record, pack_window
-from pipelines.product_task import OUTPUT_ERRNOS, ProductJob, load_record, run_product
+from pipelines.product_task import ProductJob, load_record, output_refused, run_product
 from pipelines.report import write_report
 
 log = logging.getLogger(__name__)
@@ -383,11 +383,9 @@ def _pack_safely(spec: WindowSpec, products: list[str], members: list[Any]) -> O
     """Pack one window; a bad window is retried by the next build, but a full or read-only output stops it."""
     try:
         return products, pack_window(spec, *members)
-    except OSError as exc:
-        if exc.errno in OUTPUT_ERRNOS:
+    except (OSError, ShardError, ValueError) as exc:
+        if output_refused(exc):
             raise
-        return products, exc
-    except (ShardError, ValueError) as exc:
         return products, exc
 
 
@@ -436,23 +434,19 @@ def _run_on_cluster(
             if future.key in products_of:
                 try:
                     outcomes.append((products_of[future.key], future.result()))
-                except OSError as exc:
-                    if exc.errno in OUTPUT_ERRNOS:
-                        raise
-                    outcomes.append((products_of[future.key], exc))
                 except Exception as exc:  # noqa: BLE001 - a window that cannot be packed is retried next run
+                    if output_refused(exc):
+                        raise
                     outcomes.append((products_of[future.key], exc))
                 continue
             window = window_of[future.key]
             job = next(j for j in window.jobs if f"product-{j.product_id}" == future.key)
             try:
                 records[job.product_id] = future.result()
-            except OSError as exc:
-                if exc.errno in OUTPUT_ERRNOS:
-                    raise
-                records[job.product_id] = _failed(job, str(exc))
             except Exception as exc:  # a worker died twice on this product (KilledWorker) or similar
-                records[job.product_id] = _failed(job, repr(exc))
+                if output_refused(exc):
+                    raise
+                records[job.product_id] = _failed(job, str(exc) if isinstance(exc, OSError) else repr(exc))
             bar.update()
             pending = waiting[window.spec.window_id]
             pending.discard(job.product_id)

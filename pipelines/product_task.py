@@ -25,7 +25,7 @@ from hyper400k.product import open_product
 from hyper400k.quicklook import QuicklookSampler, true_colour
 from hyper400k.sample import sample_key
 from hyper400k.scene import SceneMeta
-from hyper400k.shards import ShardWriter
+from hyper400k.shards import ShardError, ShardWriter
 
 SPOOL_BYTES = 1 << 62  # one spool file per product: its window's packing task mixes it into the shards
 QUICKLOOKS_KEPT = 3  # per product, a random sample of its kept tiles
@@ -59,6 +59,13 @@ def load_record(work_dir: Path, product_id: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def output_refused(exc: BaseException) -> bool:
+    """The output cannot take more writes (disk full, quota, read-only), seen directly or as the cause of a
+    shard error: the whole build must stop, not one product or window fail."""
+    cause = exc if isinstance(exc, OSError) else exc.__cause__
+    return isinstance(cause, OSError) and cause.errno in OUTPUT_ERRNOS
+
+
 def run_product(job: ProductJob) -> dict[str, Any]:
     """Process one product; never raises for a bad product: failures come back as ``{"status": "failed"}``."""
     out = product_dir(Path(job.work_dir), job.product_id)
@@ -71,8 +78,10 @@ def run_product(job: ProductJob) -> dict[str, Any]:
         if exc.errno in OUTPUT_ERRNOS:
             raise
         return {"status": "failed", "product_id": job.product_id, "path": job.path, "reason": str(exc)}
-    except (ProductError, ValueError) as exc:
+    except (ProductError, ShardError, ValueError) as exc:
         shutil.rmtree(out, ignore_errors=True)
+        if output_refused(exc):  # a full or read-only output stops the build: it is no fault of this product
+            raise
         return {"status": "failed", "product_id": job.product_id, "path": job.path, "reason": str(exc)}
     except Exception as exc:  # a bug must not stop the other products; keep the traceback for the report
         shutil.rmtree(out, ignore_errors=True)

@@ -14,7 +14,7 @@ from cli_process import error_lines, run_cli
 from hyper400k.console import EXIT_SYSTEM
 from hyper400k.presets import get_preset
 from hyper400k.synth import generate
-from hyper400k.verify import verify_shards
+from hyper400k.verify import verify_build
 from pipelines.build import BuildConfig, build
 
 BUILD = ("--tile", "32", "--scheduler", "synchronous", "--no-progress")
@@ -65,7 +65,7 @@ def assert_clean_failure(process, output: Path, before: dict[str, str], *problem
     assert len(lines) == 1 and any(problem in lines[0] for problem in problems), process.stderr
     assert lines[0].startswith(f"error: {output}"), lines[0]  # names the path it could not write
     assert snapshot(output) == before
-    assert verify_shards(output / "shards", check_samples=True, progress=False).ok
+    assert verify_build(output, check_samples=True, progress=False).ok
 
 
 def test_full_disk(tmp_path, small_disk):
