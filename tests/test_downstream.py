@@ -659,3 +659,23 @@ def test_full_resolution_head_at_every_patch_size(patch: int) -> None:
 
 def _sensor_like(bands: int) -> SensorInfo:
     return SensorInfo(np.linspace(450, 2000, bands), np.full(bands, 10.0), None)
+
+
+@pytest.mark.parametrize("patch", [4, 2])
+def test_finetune_from_a_checkpoint_at_a_smaller_patch_size(tmp_path: Path, patch: int) -> None:
+    """A pretrained k = 8 checkpoint fine-tunes at k = 4 and 2 (V generator resized) and predicts every pixel."""
+    from specaware.downstream.runner import load_backbone
+    from specaware.model import build_model, save_checkpoint
+
+    checkpoint = save_checkpoint(build_model("tiny", text="placeholder", **SMALL), tmp_path / "model.pt")
+    config = _config(tmp_path, "segmentation", steps=3, checkpoint=str(checkpoint), init="pretrained")
+    moved = load_backbone(replace(config, patch_size=patch))
+    assert moved.config.patch_size == patch and moved.encoder.patch_size == patch
+    assert moved.config.position_gsd_scale == pytest.approx(patch / 8 * load_backbone(config).config.position_gsd_scale)
+    data = _segmentation_data()
+    metrics = finetune(replace(config, patch_size=patch), data)
+    assert metrics["pixels"] == sum(int((item.labels > 0).sum()) for item in data.test)
+    again = evaluate(replace(config, patch_size=patch), data)
+    assert again["confusion_matrix"] == metrics["confusion_matrix"]
+    with pytest.raises(ValueError, match="patch_size must be a positive"):
+        replace(config, patch_size=0)

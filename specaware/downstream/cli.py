@@ -28,6 +28,10 @@ StepsOpt = Annotated[int | None, typer.Option(help="Training steps (overrides th
 SeedsOpt = Annotated[
     int, typer.Option(help="Repeat over N seeded splits (output/seedK each) and report mean ± std.")
 ]
+PatchOpt = Annotated[
+    int | None,
+    typer.Option(help="Patch size k of the backbone (4 or 2 for finer tokens; default: the checkpoint's)."),
+]
 BranchOpt = Annotated[
     bool | None,
     typer.Option("--pixel-branch/--no-pixel-branch", help="Skip path from the input spectra into the head."),
@@ -92,6 +96,7 @@ def finetune_command(
     init: InitOpt = None,
     steps: StepsOpt = None,
     pixel_branch: BranchOpt = None,
+    patch_size: PatchOpt = None,
     seeds: SeedsOpt = 1,
     warmup_steps: WarmupOpt = None,
     as_json: JsonOpt = False,
@@ -107,6 +112,7 @@ def finetune_command(
         init=init,
         steps=steps,
         pixel_branch=pixel_branch,
+        patch_size=patch_size,
         warmup_steps=warmup_steps,
     )
 

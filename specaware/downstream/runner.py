@@ -57,6 +57,7 @@ from specaware.downstream.metrics import (
 )
 from specaware.model.checkpoint import load_model
 from specaware.model.mae import SpecAwareMAE, build_model
+from specaware.model.patchsize import change_patch_size
 from specaware.model.text import text_vectors
 from specaware.train.engine import decay_groups, make_engine
 from specaware.yaml_config import dataclass_from_yaml
@@ -80,7 +81,9 @@ class DownstreamConfig:
     fixed sensor/level text vectors, so the comparison isolates pretraining. ``encoder_lr`` (fine-tuning
     only; default ``lr``) lets the pretrained encoder learn slower than the new head. ``pixel_branch`` (fine-tuning
     of per-pixel tasks) adds the skip path from the input spectra into the head
-    (:class:`specaware.downstream.heads.PixelBranch`, ``pixel_width`` channels)."""
+    (:class:`specaware.downstream.heads.PixelBranch`, ``pixel_width`` channels). ``patch_size`` (k = 4 or 2 for
+    finer tokens) moves the backbone to that patch size as the published fine-tuning does
+    (:func:`specaware.model.patchsize.change_patch_size`: V-generator output resized, GSD scaled by k/8)."""
 
     task: str
     data: dict[str, Any]
@@ -90,6 +93,7 @@ class DownstreamConfig:
     model_overrides: dict[str, Any] = field(default_factory=dict)
     checkpoint: str | None = None
     init: str = "pretrained"
+    patch_size: int | None = None
     text: str = "minilm"
     neck_width: int = 64
     head_channels: int = 64
@@ -130,6 +134,8 @@ class DownstreamConfig:
             problems.append("pixel_branch is for fine-tuning per-pixel tasks (not probe, not scene)")
         if not 0 <= self.warmup_steps < self.steps:
             problems.append(f"warmup_steps must be in [0, steps), got {self.warmup_steps}")
+        if self.patch_size is not None and self.patch_size < 1:
+            problems.append(f"patch_size must be a positive number of pixels, got {self.patch_size}")
         if problems:
             raise ValueError("downstream config: " + "; ".join(problems))
 
@@ -150,7 +156,15 @@ class DownstreamConfig:
 
 
 def load_backbone(config: DownstreamConfig) -> SpecAwareMAE:
-    """The pretrained model, or a random one of the same size (text vectors kept: they are fixed, not learned)."""
+    """The pretrained model, or a random one of the same size (text vectors kept: they are fixed, not learned),
+    moved to ``config.patch_size`` when one is asked for."""
+    model = _initial_backbone(config)
+    if config.patch_size is not None and config.patch_size != model.config.patch_size:
+        model = change_patch_size(model, config.patch_size)
+    return model
+
+
+def _initial_backbone(config: DownstreamConfig) -> SpecAwareMAE:
     if config.checkpoint and (config.init == "pretrained" or Path(config.checkpoint).is_file()):
         pretrained = load_model(config.checkpoint)
         if config.init == "pretrained":
