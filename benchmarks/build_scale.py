@@ -84,7 +84,7 @@ class Sampler:
                 try:
                     rss += process.memory_info().rss
                 except psutil.Error:
-                    pass
+                    continue  # a worker that exited between the listing and the read holds no memory
             self.peak_rss = max(self.peak_rss, rss)
             self.peak_disk = max(self.peak_disk, _bytes_under(self.folder))
 
@@ -96,7 +96,7 @@ def _bytes_under(folder: Path) -> int:
             try:
                 total += os.stat(os.path.join(root, name)).st_size
             except OSError:
-                pass
+                continue  # renamed or deleted by the build since the walk listed it (temp files, spools)
     return total
 
 

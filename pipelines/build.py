@@ -51,7 +51,7 @@ from pipelines.generation import (
     write_generation_index,
 )
 from pipelines.pack import SHARDS, WindowRecord, WindowSpec, load_window_record, pack_window
-from pipelines.product_task import ProductJob, load_record, output_refused, run_product
+from pipelines.product_task import ProductJob, failed_record, load_record, output_refused, run_product
 from pipelines.report import write_report
 
 log = logging.getLogger(__name__)
@@ -354,11 +354,6 @@ def _has_spool(job: ProductJob, record: dict[str, Any] | None) -> bool:
 Outcome = tuple[list[str], dict[str, Any] | BaseException]
 
 
-def _failed(job: ProductJob, reason: str) -> dict[str, Any]:
-    """The record of a product whose task did not come back."""
-    return {"status": "failed", "product_id": job.product_id, "path": job.path, "reason": reason}
-
-
 def _run_here(
     fresh: list[FreshWindow],
     derived: list[WindowSpec],
@@ -446,7 +441,9 @@ def _run_on_cluster(
             except Exception as exc:  # a worker died twice on this product (KilledWorker) or similar
                 if output_refused(exc):
                     raise
-                records[job.product_id] = _failed(job, str(exc) if isinstance(exc, OSError) else repr(exc))
+                records[job.product_id] = failed_record(
+                    job, str(exc) if isinstance(exc, OSError) else repr(exc)
+                )
             bar.update()
             pending = waiting[window.spec.window_id]
             pending.discard(job.product_id)

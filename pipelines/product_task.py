@@ -71,27 +71,21 @@ def run_product(job: ProductJob) -> dict[str, Any]:
     out = product_dir(Path(job.work_dir), job.product_id)
     try:
         return _process(job, out)
-    except OSError as exc:
+    except (OSError, ProductError, ShardError, ValueError) as exc:
         shutil.rmtree(out, ignore_errors=True)
-        if exc.errno in OUTPUT_ERRNOS and exc.filename is None:  # name the folder when the OS did not
-            raise OSError(exc.errno, exc.strerror, str(out)) from exc
-        if exc.errno in OUTPUT_ERRNOS:
-            raise
-        return {"status": "failed", "product_id": job.product_id, "path": job.path, "reason": str(exc)}
-    except (ProductError, ShardError, ValueError) as exc:
-        shutil.rmtree(out, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno in OUTPUT_ERRNOS and exc.filename is None:
+            raise OSError(exc.errno, exc.strerror, str(out)) from exc  # name the folder when the OS did not
         if output_refused(exc):  # a full or read-only output stops the build: it is no fault of this product
             raise
-        return {"status": "failed", "product_id": job.product_id, "path": job.path, "reason": str(exc)}
+        return failed_record(job, str(exc))
     except Exception as exc:  # a bug must not stop the other products; keep the traceback for the report
         shutil.rmtree(out, ignore_errors=True)
-        detail = traceback.format_exc(limit=3)
-        return {
-            "status": "failed",
-            "product_id": job.product_id,
-            "path": job.path,
-            "reason": f"{exc!r}\n{detail}",
-        }
+        return failed_record(job, f"{exc!r}\n{traceback.format_exc(limit=3)}")
+
+
+def failed_record(job: ProductJob, reason: str) -> dict[str, Any]:
+    """The record of a product that failed (or whose task did not come back), with the reason."""
+    return {"status": "failed", "product_id": job.product_id, "path": job.path, "reason": reason}
 
 
 def _process(job: ProductJob, out: Path) -> dict[str, Any]:
