@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
+import torch.multiprocessing as mp
 from torch import nn
 
 from specaware.dssync import (
@@ -584,14 +585,21 @@ def _resume_worker(header: str, checkpoint_dir: str, export_dir: str) -> dict[st
     return result
 
 
-def _failure_worker(configs: list[dict[str, Any]], timeout_s: float) -> dict[str, str]:
+def _failure_worker(
+    configs: list[dict[str, Any]], timeout_s: float, started: Any, reported: Any
+) -> dict[str, str]:
     """Two failures in one job (timeout ``timeout_s``), each returned as its error message ("" if none).
 
     ``mismatch``: attach with this rank's entry of ``configs``. ``timeout``: rank 1 never joins step 0's
-    average, so rank 0 must fail after the job's timeout, naming the step and the group.
+    average, so rank 0 must fail after the job's timeout, naming the step and the group. Every other rank
+    stays alive until rank 0 has set ``reported`` (a multiprocessing Event, outside the communicator), so no
+    peer's exit can end rank 0's wait first, however slow the machine. ``started`` (a multiprocessing
+    Barrier) holds every rank until all have imported torch, so the short timeout cannot expire in the
+    rendezvous of a slow start.
     """
     from datetime import timedelta
 
+    started.wait(120)
     dist.init_process_group("gloo", timeout=timedelta(seconds=timeout_s))
     rank = dist.get_rank()
     torch.manual_seed(0)
@@ -604,14 +612,18 @@ def _failure_worker(configs: list[dict[str, Any]], timeout_s: float) -> dict[str
         ReplicaState.from_module(nn.Linear(3, 3)),
         DSSyncConfig(enabled=True, group_size=2, disagreement_every=0),
     )
-    if rank == 1:
-        time.sleep(3 * timeout_s)  # alive but absent: only a timeout can end rank 0's wait
+    if rank == 1:  # alive but absent: only a timeout can end rank 0's wait
         result["timeout"] = "absent"
-        return result
-    try:
+    elif rank == 0:
+        try:
+            hook.average()
+        except Exception as error:  # noqa: BLE001 - the message is the result
+            result["timeout"] = f"{type(error).__name__}: {error}"
+        reported.set()
+    else:
         hook.average()
-    except Exception as error:  # noqa: BLE001 - the message is the result
-        result["timeout"] = f"{type(error).__name__}: {error}"
+    if rank != 0 and not reported.wait(120):
+        result["timeout"] = "rank 0 never reported"
     return result
 
 
@@ -772,7 +784,8 @@ def failures() -> list[dict[str, str]]:
         {"enabled": True, "group_size": 2, "seed": 1, "schedule": "seeded-shuffle"},
         {"enabled": True, "group_size": 2, "seed": 0},
     ]
-    return spawn(_failure_worker, 4, configs, 4.0, timeout_s=150)
+    context = mp.get_context("spawn")
+    return spawn(_failure_worker, 4, configs, 4.0, context.Barrier(4), context.Event(), timeout_s=150)
 
 
 @pytest.mark.timeout(180)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -49,7 +50,14 @@ def _entry(
     )
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
     torch.set_num_threads(threads)
-    results.put((rank, fn(*args)))
+    results.put((rank, fn(*args)))  # SimpleQueue writes synchronously: the result is out once this returns
+    # Skip the interpreter's teardown once the result is out. A rank whose collective failed (a timeout, a
+    # vanished peer) holds a gloo communicator in an error state, and destroying it at exit can end in
+    # std::terminate (SIGABRT) when a peer's socket closes meanwhile: gloo has no abort for its pairs
+    # (pytorch/pytorch#130345). That would turn a reported, expected failure into a crashed rank.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def spawn(
