@@ -46,7 +46,7 @@ Bytes: the all-reduce moves gradients in the training precision (bf16: 2 bytes p
 ZeRO-0 path); DS-Sync moves the fp32 master weights (4 bytes per parameter) under bf16, because averaging
 rounded bf16 weights would erase updates below bf16 resolution. The fp32 table has 4 bytes for both.
 
-Run: ``python -m benchmarks.dssync_model [--params 123.8e6 ...]``; prints the tables and writes
+Run: ``python -m benchmarks.dssync_model [--params 117963659 ...]``; prints the tables and writes
 ``benchmarks/out/dssync_model.png``. The last output line is JSON.
 """
 
@@ -62,9 +62,9 @@ import numpy as np
 
 OUT = Path(__file__).resolve().parent / "out"
 WORKERS = (16, 32, 64, 128, 256, 512, 1024)
-# SpecAware ``base`` MAE (specaware.model.build_model("base")): encoder with the meta/hyper-embedding modules
-# 92.9 M, decoder 25.6 M, hyper-decoder 5.3 M trainable parameters; pretraining synchronizes all of them.
-BASE_PARAMS = 123.8e6
+# Trainable parameters of SpecAware ``base`` (specaware.model.build_model("base"), the published architecture,
+# 89.4 M of them in the encoder); pretraining synchronizes all of them. tests/test_model.py checks the count.
+BASE_PARAMS = 117_963_659
 
 
 @dataclass(frozen=True)

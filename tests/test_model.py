@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from typer.testing import CliRunner
 
+from benchmarks.dssync_model import BASE_PARAMS
 from specaware.cli import app
 from specaware.config import CONFIGS, ModelConfig, model_config
 from specaware.model import build_model, load_checkpoint, load_model, save_checkpoint
@@ -494,6 +495,7 @@ def test_base_matches_the_published_architecture_module_by_module() -> None:
         )
     assert counts == PUBLISHED_BASE_PARAMETERS
     assert sum(counts.values()) == sum(p.numel() for p in model.parameters()) == 117_963_659
+    assert BASE_PARAMS == 117_963_659  # what the DS-Sync cost model synchronizes
     assert sum(p.numel() for p in model.encoder.parameters()) == 89_414_411
     # large: the same architecture with the ViT-L encoder (mae_vit_large_patch8).
     assert sum(p.numel() for p in meta_model("large").parameters()) == 336_432_011
