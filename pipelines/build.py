@@ -30,17 +30,16 @@ from hyper400k.discovery import list_input
 from hyper400k.download import fetch_all
 from hyper400k.envi_header import find_data_file
 from hyper400k.errors import ProductError
-from hyper400k.manifest import load_manifest
-from hyper400k.overrides import write_sidecar
+from hyper400k.manifest import ManifestEntry, load_manifest
 from hyper400k.presets import Preset
-from hyper400k.product import is_product_file
 from hyper400k.progress import progress_bar
 from hyper400k.readers.metadata import product_id_of
-from hyper400k.sensors import file_role, identify
+from hyper400k.sensors import ProductName, identify
 from hyper400k.shards import ShardError
 from hyper400k.splits import DEFAULT_FRACTIONS, split_flight_lines
 from hyper400k.stac import CATALOG_FILE
 from pipelines.catalog import write_catalog
+from pipelines.downloads import deferrable, product_files
 from pipelines.generation import (
     Committed,
     FreshWindow,
@@ -55,6 +54,7 @@ from pipelines.product_task import ProductJob, failed_record, load_record, outpu
 from pipelines.report import write_report
 
 log = logging.getLogger(__name__)
+DOWNLOADS = "downloads"  # under the output: what a manifest build fetches
 
 
 @dataclass
@@ -74,6 +74,7 @@ class BuildConfig:
     progress: bool = True
     window_products: int = 8  # products per packing task (and the most spools on disk per worker)
     verify: bool = False  # also check committed shards' sha256 (reads every byte), not only their sizes
+    keep_downloads: bool = False  # keep what a manifest build fetched after its product is tiled
 
 
 @dataclass
@@ -89,30 +90,43 @@ class BuildResult:
         return not self.failures
 
 
-def discover(
-    input_path: Path, download_dir: Path, progress: bool
-) -> tuple[list[Path], list[dict[str, Any]], dict[Path, str], list[dict[str, str]]]:
-    """Product files under a folder, or fetched from a manifest; failures (unreadable files and folders, data
-    without a header, downloads that failed); the URL every downloaded file came from (provenance for the STAC
-    items); and the files under a folder that are no product, with the reason (:mod:`hyper400k.discovery`)."""
+@dataclass
+class Inputs:
+    """What a build's INPUT holds (see :func:`discover`)."""
+
+    paths: list[Path]  # product files on disk: under the folder, or fetched from the manifest up front
+    failures: list[dict[str, Any]]  # unreadable files and folders, data without a header, failed downloads
+    sources: dict[Path, str]  # the URL every file fetched up front came from (STAC provenance)
+    ignored: list[dict[str, str]]  # files under the folder that are no product, with the reason
+    deferred: list[ManifestEntry]  # manifest entries the tiling tasks fetch (:mod:`pipelines.downloads`)
+
+
+def discover(input_path: Path, download_dir: Path, progress: bool) -> Inputs:
+    """The products of a folder (:mod:`hyper400k.discovery`), or of a manifest: entries that can be planned
+    from their product identifier are deferred to the tiling tasks, the rest are fetched now."""
     if input_path.is_dir():
         listing = list_input(input_path)
-        return listing.products, listing.failures, {}, listing.ignored
+        return Inputs(listing.products, listing.failures, {}, listing.ignored, [])
     entries = load_manifest(input_path)
-    results = fetch_all(entries, download_dir, progress=progress)
+    deferred = [entry for entry in entries if deferrable(entry)]
+    now = [entry for entry in entries if not deferrable(entry)]
+    results = fetch_all(now, download_dir, progress=progress) if now else []
     failures = [
-        {"status": "failed", "product_id": r.entry.name, "path": r.entry.url, "reason": r.reason}
+        {
+            "status": "failed",
+            "product_id": r.entry.product or r.entry.name,
+            "path": r.entry.url,
+            "reason": r.reason,
+        }
         for r in results
         if not r.ok
     ]
     sources: dict[Path, str] = {}
     for result in results:
         if result.ok:
-            for path in result.extracted or (result.path,):
+            for path in product_files(result):
                 sources[path.resolve()] = result.entry.url
-                if result.entry.overrides and file_role(path) == "data":  # the data file or its header
-                    write_sidecar(path, result.entry.overrides)
-    return sorted(p for p in sources if is_product_file(p)), failures, sources, []
+    return Inputs(sorted(sources), failures, sources, [], deferred)
 
 
 def plan_jobs(
@@ -120,16 +134,16 @@ def plan_jobs(
     config: BuildConfig,
     sources: dict[Path, str] | None = None,
     pinned: dict[str, str] | None = None,
+    deferred: Iterable[ManifestEntry] = (),
 ) -> tuple[list[ProductJob], list[dict[str, Any]]]:
     """One job per product, splits assigned by flight line; duplicates and headers without data are failures.
 
-    ``pinned`` holds the splits of flight lines an earlier generation committed: they keep them, so adding
-    flight lines to a small build never moves the ones already packed."""
-    work = config.output / "work"
-    seen: dict[str, Path] = {}
+    ``paths`` are product files on disk; ``deferred`` manifest entries are planned from the product they name
+    and fetched by their tiling task. ``pinned`` holds the splits of flight lines an earlier generation
+    committed: they keep them, so adding flight lines to a small build never moves the ones already packed."""
+    sources = sources or {}
+    staged: list[_Staged] = []
     refused: list[dict[str, Any]] = []  # products refused before tiling: duplicates, missing data files
-    staged: list[tuple[Path, str, str, Path]] = []  # data file, product id, flight line, path as found
-    segments: dict[str, str | None] = {}  # product id -> segment of its flight line
     for path in paths:
         try:
             data_path = find_data_file(path) if path.suffix.lower() == ".hdr" else path
@@ -138,38 +152,60 @@ def plan_jobs(
                 {"status": "failed", "product_id": product_id_of(path), "path": str(path), "reason": str(exc)}
             )
             continue
-        name = identify(data_path)
-        product_id = product_id_of(data_path)
-        if product_id in seen:
+        source = sources.get(data_path) or sources.get(path)
+        staged.append(
+            _Staged(str(data_path), product_id_of(data_path), identify(data_path), str(path), source)
+        )
+    for entry in deferred:
+        assert entry.product is not None  # deferrable() entries name their product
+        staged.append(_Staged(entry.url, entry.product, identify(entry.product), entry.url, entry.url, entry))
+    seen: dict[str, str] = {}
+    unique: list[_Staged] = []
+    for item in staged:
+        if item.product_id in seen:
+            reason = f"duplicate of {seen[item.product_id]}"
             refused.append(
-                {
-                    "status": "failed",
-                    "product_id": product_id,
-                    "path": str(path),
-                    "reason": f"duplicate of {seen[product_id]}",
-                }
+                {"status": "failed", "product_id": item.product_id, "path": item.given, "reason": reason}
             )
             continue
-        seen[product_id] = path
-        segments[product_id] = name.segment if name else None
-        staged.append((data_path, product_id, name.flight_line if name else product_id, path))
-    splits = split_flight_lines(sorted({fl for _, _, fl, _ in staged}), config.split_fractions, config.seed)
+        seen[item.product_id] = item.given
+        unique.append(item)
+    splits = split_flight_lines(sorted({i.flight_line for i in unique}), config.split_fractions, config.seed)
     splits.update({line: split for line, split in (pinned or {}).items() if line in splits})
-    sources = sources or {}
+    work, downloads = config.output / "work", config.output / DOWNLOADS
     jobs = [
         ProductJob(
-            str(p),
-            pid,
-            fl,
-            splits[fl],
+            item.location,
+            item.product_id,
+            item.flight_line,
+            splits[item.flight_line],
             config.preset,
             str(work),
-            sources.get(p) or sources.get(given),
-            segments[pid],
+            item.source,
+            item.name.segment if item.name else None,
+            item.entry,
+            str(downloads) if item.entry else None,
+            config.keep_downloads,
         )
-        for p, pid, fl, given in staged
+        for item in unique
     ]
     return jobs, refused
+
+
+@dataclass(frozen=True)
+class _Staged:
+    """A product found in the input, before splits: where it is (a path, or the URL it is fetched from)."""
+
+    location: str
+    product_id: str
+    name: ProductName | None
+    given: str  # the path or URL as the input named it
+    source: str | None  # the URL it was fetched from (STAC provenance), if it was
+    entry: ManifestEntry | None = None  # the manifest entry its tiling task fetches, when deferred
+
+    @property
+    def flight_line(self) -> str:
+        return self.name.flight_line if self.name else self.product_id
 
 
 @contextmanager
@@ -232,11 +268,13 @@ def build(config: BuildConfig, on_stage: Callable[[str], None] | None = None) ->
     output = config.output
     output.mkdir(parents=True, exist_ok=True)
     stage("discovering products")
-    paths, failures, sources, ignored = discover(config.input, output / "downloads", config.progress)
+    inputs = discover(config.input, output / DOWNLOADS, config.progress)
+    failures, ignored = inputs.failures, inputs.ignored
     settings = build_settings(config)
     committed = load_committed(output)
     work = output / "work"
-    jobs, refused = plan_jobs(paths, config, sources, committed_splits(work, committed, settings))
+    pinned = committed_splits(work, committed, settings)
+    jobs, refused = plan_jobs(inputs.paths, config, inputs.sources, pinned, inputs.deferred)
     failures += refused
     with _naming(output):  # a full disk or read-only output is named; the last generation stays whole
         records = {job.product_id: load_record(work, job.product_id) for job in jobs}

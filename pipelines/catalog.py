@@ -70,7 +70,8 @@ def _product_record(record: dict[str, Any]) -> ProductRecord:
         meta=record["meta"],
         flight_line=record["flight_line"],
         split=record["split"],
-        sizes={role: path.stat().st_size for role, path in files.items() if path.is_file()},
+        # Sizes taken at tiling time: a product fetched from a manifest is deleted once it is tiled.
+        sizes=record.get("sizes") or {role: p.stat().st_size for role, p in files.items() if p.is_file()},
         checksums=record.get("checksums", {}),
         tiles_kept=record["kept"],
         tiles_dropped=record["dropped_tiles"],

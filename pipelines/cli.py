@@ -165,6 +165,13 @@ def build(
     verify: Annotated[
         bool, typer.Option("--verify", help="Check the sha256 of every committed shard, not only its size.")
     ] = False,
+    keep_downloads: Annotated[
+        bool,
+        typer.Option(
+            "--keep-downloads",
+            help="Keep what a manifest build fetched (default: each download is deleted once its product is tiled).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Build the corpus: tile + filter every product, pack shards, write the STAC catalog and report.
@@ -194,6 +201,7 @@ def build(
         progress=progress,
         window_products=window,
         verify=verify,
+        keep_downloads=keep_downloads,
     )
     result = run_build(config, on_stage=lambda message: err.print(f"[cyan]{message}[/cyan]"))
     samples = sum(r["kept"] for r in result.records)

@@ -82,6 +82,10 @@ def plan_command(
             help="Per-core tiling throughput, MB/s (default: the README's benchmarks.etl --quick figure).",
         ),
     ] = None,
+    window: Annotated[int, typer.Option(min=1, help="Products per packing task (the build's --window).")] = 8,
+    keep_downloads: Annotated[
+        bool, typer.Option("--keep-downloads", help="Plan for a build run with --keep-downloads.")
+    ] = False,
 ) -> None:
     """Report what building a manifest will cost: products, download, patches, shard bytes, peak disk, time."""
     from hyper400k.archive.manifests import read_unavailable
@@ -95,6 +99,8 @@ def plan_command(
         unavailable=unavailable,
         cores=cores or os.cpu_count() or 1,
         etl_mb_s_per_core=etl_mb_s or ETL_MB_S_PER_CORE,
+        window_products=window,
+        keep_downloads=keep_downloads,
     )
     typer.echo(json.dumps(plan.to_dict(), allow_nan=False) if as_json else plan_text(plan, manifest))
 
@@ -115,7 +121,12 @@ def plan_text(plan: BuildPlan, manifest: Path) -> str:
     rows = [row(name, g) for name, g in sorted(plan.groups.items())] + [row("total", plan.total)]
     lines = [
         format_table(("group", "products", "download", "patches", "shards"), rows, f"{manifest}: build plan"),
-        f"peak disk: ~{_size(plan.peak_disk_bytes)} (archives + extracted members + product spools + packed shards)",
+        f"peak disk: ~{_size(plan.peak_disk_bytes)} (packed shards + ~{_size(plan.in_flight_bytes)} in flight: "
+        + (
+            "every download and extracted member (--keep-downloads), and a window of spools per core)"
+            if plan.keep_downloads
+            else f"per core, one product's download and a window of {plan.window_products} spools)"
+        ),
         f"build time: ~{plan.build_hours:.1f} h on {plan.cores} cores at {plan.etl_mb_s_per_core:g} MB/s per core "
         "(tiling, QA and shards; downloads not included)",
         f"products without a download (listed in the manifest): {plan.unavailable}",

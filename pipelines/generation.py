@@ -210,8 +210,9 @@ def _window_id(generation: int, products: Iterable[str], settings: dict[str, Any
 
 def _expected_group(job: ProductJob) -> str:
     """The sensor × level a product's name announces (products of other names are windowed together;
-    the packing task still routes every sample by the group its record gives)."""
-    name = identify(job.path)
+    the packing task still routes every sample by the group its record gives). A product fetched by its
+    task is known by the identifier its manifest entry names until then."""
+    name = identify(job.product_id if job.download is not None else job.path)
     return group_name(name.sensor, name.level) if name else "other"
 
 

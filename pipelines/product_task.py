@@ -12,13 +12,15 @@ import json
 import os
 import shutil
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from hyper400k.download import FetchError
 from hyper400k.errors import EmptyProductError, ProductError
+from hyper400k.manifest import ManifestEntry
 from hyper400k.patches import ProductSummary, TileOutcome, iter_outcomes
 from hyper400k.presets import Preset
 from hyper400k.product import open_product
@@ -26,6 +28,7 @@ from hyper400k.quicklook import QuicklookSampler, true_colour
 from hyper400k.sample import sample_key
 from hyper400k.scene import SceneMeta
 from hyper400k.shards import ShardError, ShardWriter
+from pipelines.downloads import Download, fetch_product
 
 SPOOL_BYTES = 1 << 62  # one spool file per product: its window's packing task mixes it into the shards
 QUICKLOOKS_KEPT = 3  # per product, a random sample of its kept tiles
@@ -48,6 +51,11 @@ class ProductJob:
     work_dir: str
     source_url: str | None = None  # where the product was downloaded from (STAC provenance), if it was
     segment: str | None = None  # the numbered piece of the flight line (``003``), when the name has one
+    # A manifest entry fetched by the task itself, into ``download_dir``, just before tiling (``path`` is then
+    # its URL until it is fetched); the download is deleted once the record is durable unless ``keep_download``.
+    download: ManifestEntry | None = None
+    download_dir: str | None = None
+    keep_download: bool = False
 
 
 def product_dir(work_dir: Path, product_id: str) -> Path:
@@ -69,8 +77,13 @@ def output_refused(exc: BaseException) -> bool:
 def run_product(job: ProductJob) -> dict[str, Any]:
     """Process one product; never raises for a bad product: failures come back as ``{"status": "failed"}``."""
     out = product_dir(Path(job.work_dir), job.product_id)
+    fetched: Download | None = None
     try:
-        return _process(job, out)
+        if job.download is not None and job.download_dir is not None:
+            fetched = fetch_product(job.download, Path(job.download_dir), job.product_id)
+        record = _process(replace(job, path=str(fetched.data)) if fetched else job, out)
+    except FetchError as exc:
+        return failed_record(job, str(exc))
     except (OSError, ProductError, ShardError, ValueError) as exc:
         shutil.rmtree(out, ignore_errors=True)
         if isinstance(exc, OSError) and exc.errno in OUTPUT_ERRNOS and exc.filename is None:
@@ -81,6 +94,9 @@ def run_product(job: ProductJob) -> dict[str, Any]:
     except Exception as exc:  # a bug must not stop the other products; keep the traceback for the report
         shutil.rmtree(out, ignore_errors=True)
         return failed_record(job, f"{exc!r}\n{traceback.format_exc(limit=3)}")
+    if fetched is not None and job.download_dir is not None and not job.keep_download:
+        fetched.discard(Path(job.download_dir))  # the record is durable: the spool now stands for the product
+    return record
 
 
 def failed_record(job: ProductJob, reason: str) -> dict[str, Any]:
@@ -117,6 +133,7 @@ def _process(job: ProductJob, out: Path) -> dict[str, Any]:
         if not any_data:
             raise EmptyProductError(job.path, "holds no valid pixel: every value is fill / nodata")
     looks = quicklooks.save(out)
+    sizes = {role: Path(p).stat().st_size for role, p in meta.files.items()}
     record = {
         "status": "ok",
         "product_id": job.product_id,
@@ -135,10 +152,13 @@ def _process(job: ProductJob, out: Path) -> dict[str, Any]:
         "band_stats": stats.to_dict(),
         "patches": patches,
         "quicklooks": [look.name for look in looks if not look.reasons],
-        "dropped_quicklooks": [{"name": look.name, "reasons": look.reasons} for look in looks if look.reasons],
+        "dropped_quicklooks": [
+            {"name": look.name, "reasons": look.reasons} for look in looks if look.reasons
+        ],
         "spool_path": str(out / writer.shards[0].name) if writer.shards else None,
         "spool_sha256": writer.shards[0].sha256 if writer.shards else None,
-        "input_bytes": sum(Path(p).stat().st_size for p in meta.files.values()),
+        "sizes": sizes,
+        "input_bytes": sum(sizes.values()),
     }
     tmp = out / (RECORD + ".tmp")
     tmp.write_text(json.dumps(record, allow_nan=False))
@@ -162,11 +182,17 @@ def _offer_quicklook(sampler: QuicklookSampler, outcome: TileOutcome, meta: Scen
     key = sample_key(meta.product_id, outcome.row, outcome.col)
     if outcome.sample is not None:
         sample = outcome.sample
-        sampler.offer(key, outcome.row, outcome.col, lambda: true_colour(sample.data, meta.wavelength_nm, sample.valid))
+        sampler.offer(
+            key, outcome.row, outcome.col, lambda: true_colour(sample.data, meta.wavelength_nm, sample.valid)
+        )
     elif outcome.data is not None and outcome.quality.valid.any():  # an all-fill tile has nothing to show
         data, valid = outcome.data, outcome.quality.valid
         sampler.offer(
-            key, outcome.row, outcome.col, lambda: true_colour(data, meta.wavelength_nm, valid), outcome.quality.reasons
+            key,
+            outcome.row,
+            outcome.col,
+            lambda: true_colour(data, meta.wavelength_nm, valid),
+            outcome.quality.reasons,
         )
 
 

@@ -184,8 +184,15 @@ def test_plan_on_a_generated_set_with_known_figures(tmp_path: Path) -> None:
     assert ng.extracted_bytes == round(ng_shape.raster_bytes * (1 + ng_shape.companion_share))
     total = plan.total
     assert total.products == 4 and total.download_bytes == av3.download_bytes + ng.download_bytes
-    assert plan.peak_disk_bytes == pytest.approx(
-        total.download_bytes + total.extracted_bytes + 2 * total.shard_bytes
+    # Peak disk: the packed shards, plus per core one product's download with its extracted members (the
+    # NG archive is the largest) and a window of 8 spools of the largest product (an AVIRIS-3 segment's).
+    largest_fetch = ng.download_bytes + ng.extracted_bytes
+    largest_spool = max(av3.shard_bytes * 15 / 30, ng.shard_bytes)  # 700 lines: 3 x 5 of the 30 AV3 tiles
+    assert plan.total.largest_fetch_bytes == largest_fetch
+    assert plan.peak_disk_bytes == pytest.approx(total.shard_bytes + 4 * largest_fetch + 4 * 8 * largest_spool)
+    kept = plan_build(entries, unavailable=2, cores=4, etl_mb_s_per_core=100.0, keep_downloads=True)
+    assert kept.peak_disk_bytes == pytest.approx(
+        total.shard_bytes + total.download_bytes + total.extracted_bytes + 4 * 8 * largest_spool
     )
     assert plan.build_hours == pytest.approx(total.raster_bytes / 400e6 / 3600)
 

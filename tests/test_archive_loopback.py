@@ -25,6 +25,7 @@ from hyper400k.manifest import ManifestEntry
 from hyper400k.presets import get_preset
 from hyper400k.stac import read_patch_index
 from hyper400k.synth import generate
+from pipelines import downloads
 from pipelines.build import BuildConfig, build
 from pipelines.cli import app
 
@@ -102,14 +103,14 @@ def test_manifest_from_ids_builds_end_to_end(archive: tuple[Server, Path]) -> No
 
     out = tmp_path / "build"
     config = BuildConfig(input=manifest, output=out, preset=get_preset("hyper400k", 16), scheduler="synchronous",
-                         progress=False)  # fmt: skip
+                         progress=False, keep_downloads=True)  # fmt: skip
     built = build(config)
 
     assert sorted(r["product_id"] for r in built.records) == sorted([NG, CLASSIC, AV3])
     reasons = {f["product_id"]: f["reason"] for f in built.failures}
-    assert set(reasons) == {"ang20200814t201229rfl.tar.gz", "f100514t01p00r05_refl.tar.gz"}
-    assert "404" in reasons["ang20200814t201229rfl.tar.gz"]
-    assert "cannot extract" in reasons["f100514t01p00r05_refl.tar.gz"]
+    assert set(reasons) == {NG_L2_MISSING, "f100514t01p00r05_refl"}  # named by the product they hold
+    assert "404" in reasons[NG_L2_MISSING]
+    assert "cannot extract" in reasons["f100514t01p00r05_refl"]
     records = {r["product_id"]: r for r in built.records}
     assert records[AV3]["segment"] == "001" and records[AV3]["flight_line"] == "AV320250627t172850"
     assert records[NG]["segment"] is None and records[CLASSIC]["segment"] == "01"
@@ -168,3 +169,60 @@ def test_tarball_without_the_listed_product_fails(archive: tuple[Server, Path]) 
                           extract=(f"*{NG}", "*_loc"), product=NG)  # fmt: skip
     result = fetch(entry, tmp_path / "dl", progress=False)
     assert not result.ok and f"holds no member named {NG}" in result.reason
+
+
+def _manifest_of(server: Server, tmp_path: Path, ids: list[str]) -> Path:
+    listed = tmp_path / "ids.txt"
+    listed.write_text("\n".join(ids) + "\n")
+    manifest = tmp_path / "manifest.yaml"
+    result = CliRunner().invoke(app, [
+        "manifest", str(manifest), "--ids", str(listed),
+        "--mirror", f"https://popo.jpl.nasa.gov={server.url('/jpl')}",
+        "--mirror", f"https://data.ornldaac.earthdata.nasa.gov/protected/aviris={server.url('/ornl')}",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return manifest
+
+
+def test_downloads_live_only_while_their_product_is_tiled(
+    archive: tuple[Server, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each download is fetched by its tiling task and deleted once the product's record is durable; a re-run
+    fetches nothing already tiled, and a product whose spool and shards are gone is fetched again."""
+    server, tmp_path = archive
+    manifest = _manifest_of(server, tmp_path, [NG, CLASSIC, AV3])
+    out = tmp_path / "build"
+    config = BuildConfig(input=manifest, output=out, preset=get_preset("hyper400k", 16), scheduler="synchronous",
+                         progress=False)  # fmt: skip
+    seen: list[set[str]] = []
+    original = downloads.fetch
+
+    def fetch_and_look(entry: ManifestEntry, dest: Path, **options: object) -> object:
+        seen.append({p.name for p in dest.rglob("*") if p.is_file()} if dest.is_dir() else set())
+        return original(entry, dest, **options)
+
+    monkeypatch.setattr(downloads, "fetch", fetch_and_look)
+    built = build(config)
+    monkeypatch.undo()
+    assert built.ok and sorted(r["product_id"] for r in built.records) == sorted([NG, CLASSIC, AV3])
+    assert seen == [set(), set(), set()]  # no product's download is still there when the next one is fetched
+    assert not any(p.is_file() for p in (out / "downloads").rglob("*"))
+    # The source assets keep the sizes the products had when they were tiled.
+    (ng_item,) = out.glob(f"generations/*/*/{NG}/{NG}.json")
+    assert json.loads(ng_item.read_text())["assets"]["data"]["file:size"] == 64 * 48 * 425 * 4
+
+    tarball = "/jpl/avng/y20/ang20200814t201229.tar.gz"
+    assert len(server.requests_to(tarball)) == 1
+    assert build(config).ok
+    assert len(server.requests_to(tarball)) == 1  # the re-run fetched nothing: every product is in the shards
+
+    # Lose NG's spool and its shards: the next run fetches NG (only NG) again and repairs the build.
+    for shard in out.rglob("shards/aviris-ng-L1/*/*.tar"):
+        shard.unlink()
+    classic_before = len(server.requests_to("/jpl/avcl/y10_data/f100514t01p00r05.tar.gz"))
+    repaired = build(config)
+    assert repaired.ok and len(server.requests_to(tarball)) == 2
+    assert len(server.requests_to("/jpl/avcl/y10_data/f100514t01p00r05.tar.gz")) == classic_before
+    assert not any(p.is_file() for p in (out / "downloads").rglob("*"))
+    result = CliRunner().invoke(app, ["verify", str(out)])
+    assert result.exit_code == 0, result.output

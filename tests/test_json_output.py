@@ -93,3 +93,12 @@ def test_every_reporting_command_takes_json(program, commands):
     for name in commands:
         options = {opt for param in group.commands[name].params for opt in param.opts}
         assert "--json" in options, f"{program} {name} has no --json"
+
+
+def test_plan_prints_its_documented_fields(tmp_path):
+    manifest = tmp_path / "m.yaml"
+    made = CliRunner().invoke(app, ["manifest", str(manifest), "--sensor", "aviris-3", "--years", "2024"])
+    assert made.exit_code == 0, made.output
+    plan = run_json(["plan", str(manifest), "--cores", "16", "--json"])
+    assert set(plan) == documented_fields("hyper400k plan")
+    assert plan["total"]["products"] > 0 and plan["peak_disk_bytes"] > plan["total"]["shard_bytes"]

@@ -73,6 +73,8 @@ class GroupPlan:
     patches: float = 0.0
     shard_bytes: float = 0.0
     sizes_known: int = 0
+    largest_fetch_bytes: int = 0  # one product's download plus its extracted members, the largest
+    largest_shard_bytes: float = 0.0  # one product's samples (its spool), the largest
 
     def add(self, other: GroupPlan) -> None:
         for name in (
@@ -85,6 +87,8 @@ class GroupPlan:
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.sizes_known += other.sizes_known
+        self.largest_fetch_bytes = max(self.largest_fetch_bytes, other.largest_fetch_bytes)
+        self.largest_shard_bytes = max(self.largest_shard_bytes, other.largest_shard_bytes)
 
     @property
     def download_estimated(self) -> bool:
@@ -101,11 +105,23 @@ class BuildPlan:
     etl_mb_s_per_core: float
     unavailable: int = 0
     unidentified: list[str] = field(default_factory=list)
+    window_products: int = 8
+    keep_downloads: bool = False
+
+    @property
+    def in_flight_bytes(self) -> float:
+        """An upper bound on what the build holds besides the packed shards: on each core, one product's
+        download and extracted members (deleted once it is tiled) and one window of spools (deleted once
+        the window's shards are durable); with ``keep_downloads``, every download and extracted member."""
+        spools = self.cores * self.window_products * self.total.largest_shard_bytes
+        if self.keep_downloads:
+            return self.total.download_bytes + self.total.extracted_bytes + spools
+        return self.cores * self.total.largest_fetch_bytes + spools
 
     @property
     def peak_disk_bytes(self) -> float:
-        """Archives, their extracted members, and the shards twice: product spools, then the packed set."""
-        return self.total.download_bytes + self.total.extracted_bytes + 2 * self.total.shard_bytes
+        """The packed shards plus what is in flight (:attr:`in_flight_bytes`)."""
+        return self.total.shard_bytes + self.in_flight_bytes
 
     @property
     def build_hours(self) -> float:
@@ -127,6 +143,9 @@ class BuildPlan:
             "groups": {name: group(g) for name, g in sorted(self.groups.items())},
             "total": group(self.total),
             "peak_disk_bytes": round(self.peak_disk_bytes),
+            "in_flight_bytes": round(self.in_flight_bytes),
+            "window_products": self.window_products,
+            "keep_downloads": self.keep_downloads,
             "build_hours": round(self.build_hours, 2),
             "cores": self.cores,
             "etl_mb_s_per_core": self.etl_mb_s_per_core,
@@ -142,8 +161,11 @@ def plan_build(
     cores: int = 1,
     etl_mb_s_per_core: float = ETL_MB_S_PER_CORE,
     tile: int = TILE,
+    window_products: int = 8,
+    keep_downloads: bool = False,
 ) -> BuildPlan:
-    """The cost of building ``entries`` on ``cores`` cores; entries whose product is unknown are listed apart."""
+    """The cost of building ``entries`` on ``cores`` cores with ``window_products`` per packing task (the
+    build's ``--window``); entries whose product is unknown are listed apart."""
     groups: dict[str, GroupPlan] = defaultdict(GroupPlan)
     unidentified: list[str] = []
     for entry in entries:
@@ -160,7 +182,9 @@ def plan_build(
     total = GroupPlan()
     for g in groups.values():
         total.add(g)
-    return BuildPlan(dict(groups), total, cores, etl_mb_s_per_core, unavailable, unidentified)
+    return BuildPlan(
+        dict(groups), total, cores, etl_mb_s_per_core, unavailable, unidentified, window_products, keep_downloads
+    )
 
 
 def _product_plan(entry: ManifestEntry, shape: Shape, tile: int) -> GroupPlan:
@@ -178,8 +202,9 @@ def _product_plan(entry: ManifestEntry, shape: Shape, tile: int) -> GroupPlan:
         shape.bands * tile * tile * 2 + tile * tile + shape.bands * META_BYTES_PER_BAND + META_BYTES_FIXED
     )
     extracted = round(raster * (1 + shape.companion_share)) if entry.is_tarball else 0
+    shards = patches * per_patch
     return GroupPlan(
-        1, download, raster, extracted, patches, patches * per_patch, int(entry.size is not None)
+        1, download, raster, extracted, patches, shards, int(entry.size is not None), download + extracted, shards
     )
 
 
