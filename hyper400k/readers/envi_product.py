@@ -77,6 +77,7 @@ def open_envi(
             header_path, "compressed ENVI data ('file compression') cannot be memory-mapped"
         )
     refuse_companion(data_path)
+    _refuse_wavenumber_axis(header)
     lines, samples, bands = header.shape
     info = band_info_from_header(header, data_path)
     spec = sensor(sensor_name or sensor_of(data_path))
@@ -143,6 +144,23 @@ def open_envi(
         notes=notes,
     )
     return EnviScene(meta, header, data_path, band_scale, band_offset)
+
+
+def _refuse_wavenumber_axis(header: EnviHeader) -> None:
+    """Refuse a spectral axis in wavenumbers (a Raman or FTIR map), which would otherwise pass for nm.
+
+    ENVI says so in ``wavelength units = Wavenumber`` or, with no units, in the first ``z plot titles``
+    entry (the spectral axis of a Z profile, e.g. ``Wavenumbers (cm-1)``); 650-4000 cm-1 read as nm
+    would look like a plausible VNIR-SWIR band set.
+    """
+    units = (header.get("wavelength units") or "").lower()
+    titles = header.strings("z plot titles") or [""]
+    axis = titles[0].lower().replace(" ", "")
+    if "wavenumber" in units or "wavenumber" in axis or "cm-1" in axis or "cm^-1" in axis:
+        raise UnsupportedProductError(
+            header.path,
+            "its spectral axis is in wavenumbers (cm-1), not wavelengths: not an imaging spectrometer cube",
+        )
 
 
 def _companion_header(path: Path | None) -> Path | None:
