@@ -9,6 +9,7 @@ as integers are divided by the header's ``reflectance scale factor`` (default 10
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -178,13 +179,23 @@ def _level_hint(header: EnviHeader) -> str:
     return " ".join(texts)
 
 
+# Specim's Lumo recorder labels its values: ``acquisition date = DATE(yyyy-mm-dd): 2019-01-29``,
+# ``Start Time = UTC TIME: 14:46:16``; the label is dropped, the value kept.
+_VALUE_LABEL = re.compile(r"^\s*(?:date\s*\([^)]*\)|utc\s+time)\s*:\s*", re.IGNORECASE)
+
+
 def _header_time(header: EnviHeader) -> str | None:
-    """``acquisition time``, or HySpex's separate ``acquisition date`` + ``acquisition start time`` (UTC)."""
+    """``acquisition time``, or a separate ``acquisition date`` + start time (UTC).
+
+    HySpex writes the start as ``acquisition start time``, Specim's Lumo recorder as ``Start Time``.
+    """
     if header.has("acquisition time"):
         return header.get("acquisition time")
-    date, start = header.get("acquisition date"), header.get("acquisition start time")
+    date = header.get("acquisition date")
+    start = header.get("acquisition start time") or header.get("start time")
+    date, start = (_VALUE_LABEL.sub("", v).strip() if v else None for v in (date, start))
     if date and start:
-        return f"{date.strip()}T{start.strip()}"
+        return f"{date}T{start}"
     return date
 
 
