@@ -95,7 +95,7 @@ def _crs_from_map_info(header: EnviHeader, projection: str, values: list[str]) -
             raise HeaderError(header.path, f"UTM zone {values[7]!r} is not an integer") from exc
         if not 1 <= zone <= 60:
             raise HeaderError(header.path, f"UTM zone {zone} is outside 1-60")
-        south = values[8].strip().lower().startswith("s")
+        south = _utm_south(header, values[8])
         datum_name = values[9].strip() if len(values) > 9 else "WGS-84"
         datum = _UTM_DATUMS.get(datum_name.lower())
         if datum is None:
@@ -106,6 +106,26 @@ def _crs_from_map_info(header: EnviHeader, projection: str, values: list[str]) -
     if projection in ("geographic lat/lon", "geographic"):
         return CRS.from_epsg(4326)
     raise HeaderError(header.path, f"map projection {values[0]!r} needs a 'coordinate system string' (WKT)")
+
+
+# MGRS latitude bands C-M lie south of the equator, P-X north; N and S are read as ENVI's North/South.
+_SOUTH_BANDS, _NORTH_BANDS = set("cdefghjklm"), set("pqrtuvwx")
+
+
+def _utm_south(header: EnviHeader, token: str) -> bool:
+    """Whether a UTM ``map info`` hemisphere is south: ``North``/``South`` (ENVI), or a latitude band letter.
+
+    Resonon's Spectronon writes the MGRS latitude band (``15, T``) where ENVI writes ``North``; reading
+    every non-``S`` word as north would put a band-``H`` scene (Australia) 10,000 km off.
+    """
+    word = token.strip().lower()
+    if word.startswith("north") or word == "n" or word in _NORTH_BANDS:
+        return False
+    if word.startswith("south") or word == "s" or word in _SOUTH_BANDS:
+        return True
+    raise HeaderError(
+        header.path, f"UTM hemisphere {token.strip()!r} is neither North/South nor a latitude band letter"
+    )
 
 
 def _crs_text(crs: CRS) -> str:

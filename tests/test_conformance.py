@@ -24,6 +24,7 @@ from hyper400k.product import open_product
 
 CORPUS = Path(__file__).parent / "conformance"
 ENTRIES: list[dict[str, Any]] = yaml.safe_load((CORPUS / "manifest.yaml").read_text())
+PIKA = next(e["header"] for e in ENTRIES if "_pika_" in e.get("header", ""))
 
 
 def entry_id(entry: dict[str, Any]) -> str:
@@ -148,3 +149,47 @@ def coverage_table(entries: list[dict[str, Any]]) -> str:
 def test_readme_coverage_table_is_current():
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     assert coverage_table(ENTRIES) in readme, "regenerate the README table with tests/test_conformance.py"
+
+
+# Reader rules the corpus revealed, checked on variants of its real headers.
+
+
+@pytest.mark.parametrize(
+    "hemisphere, crs",
+    [
+        ("T", "EPSG:32615"),
+        ("North", "EPSG:32615"),
+        ("H", "EPSG:32715"),
+        ("South", "EPSG:32715"),
+        ("S", "EPSG:32715"),
+    ],
+)
+def test_utm_hemisphere_may_be_a_latitude_band_letter(hemisphere, crs):
+    """Spectronon writes the MGRS latitude band (``15, T``) where ENVI writes ``North``; C-M are south."""
+    header = EnviHeader.read(CORPUS / "headers" / PIKA)
+    fields = dict(header.fields)
+    fields["map info"] = fields["map info"].replace(", T,", f", {hemisphere},")
+    assert parse_map_info(EnviHeader(header.path, fields)).crs == crs
+
+
+def test_utm_hemisphere_that_is_no_band_letter_is_refused():
+    header = EnviHeader.read(CORPUS / "headers" / PIKA)
+    fields = dict(header.fields)
+    fields["map info"] = fields["map info"].replace(", T,", ", I,")
+    with pytest.raises(
+        ProductError, match="UTM hemisphere 'I' is neither North/South nor a latitude band letter"
+    ):
+        parse_map_info(EnviHeader(header.path, fields))
+
+
+@pytest.mark.parametrize(
+    "line", ["z plot titles = {Wavenumbers (cm-1), Unknown}", "wavelength units = Wavenumber"]
+)
+def test_wavenumber_axis_is_refused_not_read_as_nanometres(line, tmp_path):
+    """A Raman map's 650-4000 cm-1 would pass for a VNIR-SWIR band set if read as nm."""
+    entry = {"header": "headwall_darkReference.hdr"}
+    header = stage(entry, tmp_path)
+    text = header.read_text(encoding="latin-1").replace("wavelength units = nm\n", "")
+    header.write_text(text.replace("default bands", f"{line}\ndefault bands"), encoding="latin-1")
+    with pytest.raises(ProductError, match=r"spectral axis is in wavenumbers \(cm-1\), not wavelengths"):
+        open_product(header, level="L1", scale=1.0)

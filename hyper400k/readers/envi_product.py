@@ -9,6 +9,7 @@ as integers are divided by the header's ``reflectance scale factor`` (default 10
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -77,6 +78,7 @@ def open_envi(
             header_path, "compressed ENVI data ('file compression') cannot be memory-mapped"
         )
     refuse_companion(data_path)
+    _refuse_wavenumber_axis(header)
     lines, samples, bands = header.shape
     info = band_info_from_header(header, data_path)
     spec = sensor(sensor_name or sensor_of(data_path))
@@ -145,6 +147,23 @@ def open_envi(
     return EnviScene(meta, header, data_path, band_scale, band_offset)
 
 
+def _refuse_wavenumber_axis(header: EnviHeader) -> None:
+    """Refuse a spectral axis in wavenumbers (a Raman or FTIR map), which would otherwise pass for nm.
+
+    ENVI says so in ``wavelength units = Wavenumber`` or, with no units, in the first ``z plot titles``
+    entry (the spectral axis of a Z profile, e.g. ``Wavenumbers (cm-1)``); 650-4000 cm-1 read as nm
+    would look like a plausible VNIR-SWIR band set.
+    """
+    units = (header.get("wavelength units") or "").lower()
+    titles = header.strings("z plot titles") or [""]
+    axis = titles[0].lower().replace(" ", "")
+    if "wavenumber" in units or "wavenumber" in axis or "cm-1" in axis or "cm^-1" in axis:
+        raise UnsupportedProductError(
+            header.path,
+            "its spectral axis is in wavenumbers (cm-1), not wavelengths: not an imaging spectrometer cube",
+        )
+
+
 def _companion_header(path: Path | None) -> Path | None:
     """The header of a companion named by its data file or its header."""
     if path is None:
@@ -160,13 +179,23 @@ def _level_hint(header: EnviHeader) -> str:
     return " ".join(texts)
 
 
+# Specim's Lumo recorder labels its values: ``acquisition date = DATE(yyyy-mm-dd): 2019-01-29``,
+# ``Start Time = UTC TIME: 14:46:16``; the label is dropped, the value kept.
+_VALUE_LABEL = re.compile(r"^\s*(?:date\s*\([^)]*\)|utc\s+time)\s*:\s*", re.IGNORECASE)
+
+
 def _header_time(header: EnviHeader) -> str | None:
-    """``acquisition time``, or HySpex's separate ``acquisition date`` + ``acquisition start time`` (UTC)."""
+    """``acquisition time``, or a separate ``acquisition date`` + start time (UTC).
+
+    HySpex writes the start as ``acquisition start time``, Specim's Lumo recorder as ``Start Time``.
+    """
     if header.has("acquisition time"):
         return header.get("acquisition time")
-    date, start = header.get("acquisition date"), header.get("acquisition start time")
+    date = header.get("acquisition date")
+    start = header.get("acquisition start time") or header.get("start time")
+    date, start = (_VALUE_LABEL.sub("", v).strip() if v else None for v in (date, start))
     if date and start:
-        return f"{date.strip()}T{start.strip()}"
+        return f"{date}T{start}"
     return date
 
 

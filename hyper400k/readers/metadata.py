@@ -40,10 +40,12 @@ def resolve_identity(data_path: Path, sensor_name: str | None, level: str | None
     if name is None:
         stated = level or _stated_level(data_path.name, hint)
         if stated is None:
-            raise HeaderError(
-                data_path,
-                "nothing states whether it holds radiance or reflectance: pass --level L1 or --level L2",
+            says = (
+                "its name or header names both radiance and reflectance"
+                if _names_both(data_path.name, hint)
+                else "nothing states whether it holds radiance or reflectance"
             )
+            raise HeaderError(data_path, f"{says}: pass --level L1 or --level L2")
         return Identity(sensor_name or "other", stated, None, None)
     return Identity(sensor_name or name.sensor, level or name.level, name.version, name.datetime)
 
@@ -59,6 +61,11 @@ def refuse_companion(data_path: Path) -> None:
     role = file_role(data_path)
     if role != "data":
         raise UnsupportedProductError(data_path, f"is a '{role}' companion file, not an image product")
+
+
+def _names_both(*texts: str) -> bool:
+    """Whether the texts name both reflectance and radiance (a processing history in a file name, say)."""
+    return any(_REFLECTANCE_HINT.search(t) for t in texts) and any(_RADIANCE_HINT.search(t) for t in texts)
 
 
 def _stated_level(*texts: str) -> str | None:
