@@ -165,12 +165,16 @@ def build(
     verify: Annotated[
         bool, typer.Option("--verify", help="Check the sha256 of every committed shard, not only its size.")
     ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Rebuild an existing build whose settings differ (else refused).")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Build the corpus: tile + filter every product, pack shards, write the STAC catalog and report.
 
     Re-running adds new products, drops removed ones and repairs missing or damaged shards; the output
-    changes from one consistent generation to the next."""
+    changes from one consistent generation to the next. A re-run with other settings (preset, tile, stride,
+    shard size, seed, splits) is refused unless --force, which rebuilds everything under the new ones."""
     from hyper400k.presets import get_preset
     from hyper400k.splits import SPLITS
     from pipelines.build import BuildConfig
@@ -194,6 +198,7 @@ def build(
         progress=progress,
         window_products=window,
         verify=verify,
+        force=force,
     )
     result = run_build(config, on_stage=lambda message: err.print(f"[cyan]{message}[/cyan]"))
     samples = sum(r["kept"] for r in result.records)
