@@ -24,14 +24,11 @@ import logging
 import multiprocessing
 import os
 import shutil
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import psutil
-
-from benchmarks.common import OUT
+from benchmarks.common import OUT, Sampler, bytes_under
 
 LINES, SAMPLES, TILE = 128, 96, 32
 HYPER400K_PRODUCTS, HYPER400K_PATCHES = 13_040, 400_000
@@ -58,48 +55,6 @@ def products(n: int) -> Path:
     return chosen
 
 
-class Sampler:
-    """Peak RSS of this process and its children, and peak bytes under a folder, sampled every 0.1 s."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.peak_rss = 0
-        self.peak_disk = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Sampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        me = psutil.Process()
-        while not self._stop.wait(0.1):
-            rss = 0
-            for process in [me, *me.children(recursive=True)]:
-                try:
-                    rss += process.memory_info().rss
-                except psutil.Error:
-                    continue  # a worker that exited between the listing and the read holds no memory
-            self.peak_rss = max(self.peak_rss, rss)
-            self.peak_disk = max(self.peak_disk, _bytes_under(self.folder))
-
-
-def _bytes_under(folder: Path) -> int:
-    total = 0
-    for root, _, files in os.walk(folder):
-        for name in files:
-            try:
-                total += os.stat(os.path.join(root, name)).st_size
-            except OSError:
-                continue  # renamed or deleted by the build since the walk listed it (temp files, spools)
-    return total
-
-
 def run_build(n: int, workers: int) -> dict[str, Any]:
     """One build of ``n`` products on ``workers`` workers; its figures."""
     from dask.distributed import LocalCluster
@@ -118,7 +73,7 @@ def run_build(n: int, workers: int) -> dict[str, Any]:
         LocalCluster(
             n_workers=workers, threads_per_worker=1, dashboard_address=None, silence_logs=logging.ERROR
         ) as cluster,
-        Sampler(output) as sampler,
+        Sampler(children=True, folder=output, interval=0.1) as sampler,
     ):
         config = BuildConfig(
             input=inputs,
@@ -158,7 +113,7 @@ def run_build(n: int, workers: int) -> dict[str, Any]:
         "peak_rss_mb_client_and_workers": round(sampler.peak_rss / 1e6),
         "corpus_mb": round(corpus / 1e6, 1),
         "disk_peak_over_corpus": round(sampler.peak_disk / corpus, 3),
-        "disk_end_over_corpus": round(_bytes_under(output) / corpus, 3),
+        "disk_end_over_corpus": round(bytes_under(output) / corpus, 3),
     }
 
 
@@ -289,7 +244,7 @@ def metadata_path(products: int, patches: int, queue: Any) -> None:
             "catalog_and_patch_table_s": round(done - indexed, 1),
             "total_s": round(done - began, 1),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3),
-            "catalog_mb": round(_bytes_under(output) / 1e6, 1),
+            "catalog_mb": round(bytes_under(output) / 1e6, 1),
         }
     )
 

@@ -1,8 +1,9 @@
-"""Shared benchmark plumbing: cached generated products, best-of timing, peak RSS sampling."""
+"""Shared benchmark plumbing: cached generated products, best-of timing, peak RSS and disk sampling."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import threading
 import time
@@ -43,27 +44,69 @@ def best_seconds(run: Callable[[], object], repeats: int) -> float:
     return best
 
 
-class PeakRss:
-    """Samples this process's RSS every 10 ms while the block runs; ``peak_mb`` is the growth over the start."""
+class Sampler:
+    """Peak memory (and optionally disk) while a block runs, sampled on a thread every ``interval`` seconds.
 
-    def __enter__(self) -> PeakRss:
+    ``peak_rss``: the highest RSS seen, in bytes: of this process, or with ``children`` of this process plus
+    every process it started (a local Dask cluster's workers). ``peak_mb``: that peak's growth over the RSS at
+    the start, in MB (what a call costs beyond what the process already held). ``peak_disk``: with a
+    ``folder``, the most bytes seen under it (files being written and renamed included)."""
+
+    def __init__(self, *, children: bool = False, folder: Path | None = None, interval: float = 0.01) -> None:
+        self.children = children
+        self.folder = folder
+        self.interval = interval
+        self.peak_rss = 0
+        self.peak_disk = 0
+        self._start = 0
         self._process = psutil.Process()
-        self._start = self._process.memory_info().rss
-        self._peak = self._start
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Sampler:
+        self._start = self._rss()
+        self.peak_rss = self._start
         self._thread.start()
         return self
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.01):
-            self._peak = max(self._peak, self._process.memory_info().rss)
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self._peak = max(self._peak, self._process.memory_info().rss)
+        self._sample()
 
     @property
     def peak_mb(self) -> float:
-        return (self._peak - self._start) / 1e6
+        return (self.peak_rss - self._start) / 1e6
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def _sample(self) -> None:
+        self.peak_rss = max(self.peak_rss, self._rss())
+        if self.folder is not None:
+            self.peak_disk = max(self.peak_disk, bytes_under(self.folder))
+
+    def _rss(self) -> int:
+        processes = (
+            [self._process, *self._process.children(recursive=True)] if self.children else [self._process]
+        )
+        total = 0
+        for process in processes:
+            try:
+                total += process.memory_info().rss
+            except psutil.Error:
+                continue  # a child that exited between the listing and the read holds no memory
+        return total
+
+
+def bytes_under(folder: Path) -> int:
+    """Bytes of every file under ``folder`` (files renamed or deleted during the walk are skipped)."""
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name)).st_size
+            except OSError:
+                continue  # renamed or deleted since the walk listed it (temp files, spools)
+    return total

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import PeakRss, cached_product, warm_page_cache
+from benchmarks.common import Sampler, cached_product, warm_page_cache
 
 TILE = 256
 
@@ -35,7 +35,7 @@ def run_ours(path: str, work: str) -> dict[str, float]:
 
     name = identify(Path(path))
     job = ProductJob(path, Path(path).name, name.flight_line, "train", get_preset("hyper400k"), work)
-    with PeakRss() as rss:
+    with Sampler() as rss:
         start = time.perf_counter()
         record = run_product(job)
         seconds = time.perf_counter() - start
@@ -48,7 +48,7 @@ def run_limit(path: str, work: str) -> dict[str, float]:
     from hyper400k.product import open_product
 
     meta = open_product(path).meta
-    with PeakRss() as rss:
+    with Sampler() as rss:
         start = time.perf_counter()
         raw = np.memmap(path, dtype="<f4", mode="r", shape=(meta.lines, meta.bands, meta.samples))
         with open(Path(work) / "floor.f16", "wb") as out:
@@ -61,7 +61,7 @@ def run_limit(path: str, work: str) -> dict[str, float]:
 def run_peer(path: str, work: str, tile_rows: int | None) -> dict[str, float]:
     import rasterio
 
-    with PeakRss() as rss:
+    with Sampler() as rss:
         start = time.perf_counter()
         with rasterio.open(path) as ds:
             cube = ds.read()  # the whole scene in RAM, as the published script does

@@ -18,7 +18,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from benchmarks.common import PeakRss, best_seconds, cached_product, warm_page_cache
+from benchmarks.common import Sampler, best_seconds, cached_product, warm_page_cache
 from hyper400k.product import open_product
 
 STRIP = 256
@@ -59,7 +59,7 @@ def main() -> None:
                     )
 
     limit_s, ours_s = best_seconds(limit, repeats), float("inf")
-    with PeakRss() as rss:
+    with Sampler() as rss:
         ours_s = best_seconds(ours, repeats)
     limit_s = min(
         limit_s, best_seconds(limit, repeats)

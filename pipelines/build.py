@@ -75,6 +75,7 @@ class BuildConfig:
     window_products: int = 8  # products per packing task (and the most spools on disk per worker)
     verify: bool = False  # also check committed shards' sha256 (reads every byte), not only their sizes
     keep_downloads: bool = False  # keep what a manifest build fetched after its product is tiled
+    force: bool = False  # rebuild an existing build under other settings (else that is refused)
 
 
 @dataclass
@@ -248,6 +249,29 @@ def build_settings(config: BuildConfig) -> dict[str, Any]:
     }
 
 
+class SettingsChangedError(ValueError):
+    """A build folder holds a generation built with other settings, and ``force`` was not given."""
+
+
+def check_settings(output: Path, committed: Committed | None, settings: dict[str, Any], force: bool) -> None:
+    """Refuse to build into ``output`` under settings other than its committed generation's, unless forced.
+
+    Other settings keep no committed window: the new generation replaces every shard (and one that keeps no
+    tile, an 8-pixel build re-run at 256, say, empties the build). That is a rebuild, so it must be asked for."""
+    before = committed.index.get("settings") if committed is not None else None
+    if force or before is None or before == settings:
+        return
+    changes = ", ".join(
+        f"{name} {before.get(name)!r} -> {settings.get(name)!r}"
+        for name in sorted(set(before) | set(settings))
+        if before.get(name) != settings.get(name)
+    )
+    raise SettingsChangedError(
+        f"{output}: built with other settings ({changes}); rerun with the same settings, "
+        "or pass --force to rebuild it under the new ones"
+    )
+
+
 def committed_splits(work: Path, committed: Committed | None, settings: dict[str, Any]) -> dict[str, str]:
     """``{flight line: split}`` of the products the committed generation holds, when it was built with the
     same settings (other split fractions or seed re-split everything, as asked)."""
@@ -267,11 +291,12 @@ def build(config: BuildConfig, on_stage: Callable[[str], None] | None = None) ->
     stage = on_stage or (lambda message: log.info(message))
     output = config.output
     output.mkdir(parents=True, exist_ok=True)
+    settings = build_settings(config)
+    committed = load_committed(output)
+    check_settings(output, committed, settings, config.force)
     stage("discovering products")
     inputs = discover(config.input, output / DOWNLOADS, config.progress)
     failures, ignored = inputs.failures, inputs.ignored
-    settings = build_settings(config)
-    committed = load_committed(output)
     work = output / "work"
     pinned = committed_splits(work, committed, settings)
     jobs, refused = plan_jobs(inputs.paths, config, inputs.sources, pinned, inputs.deferred)

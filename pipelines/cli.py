@@ -172,12 +172,16 @@ def build(
             help="Keep what a manifest build fetched (default: each download is deleted once its product is tiled).",
         ),
     ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Rebuild an existing build whose settings differ (else refused).")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Build the corpus: tile + filter every product, pack shards, write the STAC catalog and report.
 
     Re-running adds new products, drops removed ones and repairs missing or damaged shards; the output
-    changes from one consistent generation to the next."""
+    changes from one consistent generation to the next. A re-run with other settings (preset, tile, stride,
+    shard size, seed, splits) is refused unless --force, which rebuilds everything under the new ones."""
     from hyper400k.presets import get_preset
     from hyper400k.splits import SPLITS
     from pipelines.build import BuildConfig
@@ -202,6 +206,7 @@ def build(
         window_products=window,
         verify=verify,
         keep_downloads=keep_downloads,
+        force=force,
     )
     result = run_build(config, on_stage=lambda message: err.print(f"[cyan]{message}[/cyan]"))
     samples = sum(r["kept"] for r in result.records)

@@ -281,3 +281,52 @@ def test_a_moved_build_validates_offline_and_loads_and_lists_its_shards_as_asset
     shards = open_shards(moved)
     assert all(moved in shard.path.parents for shard in shards.shards)
     assert streamed_keys(moved) == patch_keys(moved)
+
+
+def test_a_rerun_with_other_settings_is_refused_with_one_line_and_exit_2(first, tmp_path):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    inputs, output = copy(first, tmp_path)
+    shards = sorted(p.relative_to(output) for p in (output / "shards").rglob("*.tar"))
+    before = patch_keys(output)
+    result = CliRunner().invoke(
+        app,
+        [
+            "build",
+            str(inputs),
+            str(output),
+            "--scheduler",
+            "synchronous",
+            "--tile",
+            "64",
+            "--seed",
+            "5",
+            "--shard-mb",
+            "0.4",
+            "--window",
+            "2",
+            "--no-progress",
+        ],
+    )
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and str(output) in lines[0] and "--force" in lines[0]
+    assert "seed 0 -> 5" in lines[0] and "tile 32 -> 64" in lines[0] and "stride 32 -> 64" in lines[0]
+    assert "shard_bytes" not in lines[0] and "preset" not in lines[0]  # only what differs is named
+    # nothing was touched: same generation, same shards, same patch table
+    assert generation(output) == 1 and patch_keys(output) == before
+    assert sorted(p.relative_to(output) for p in (output / "shards").rglob("*.tar")) == shards
+
+
+def test_force_rebuilds_under_the_new_settings_as_a_new_generation(first, tmp_path):
+    inputs, output = copy(first, tmp_path)
+    old = {p.relative_to(output) for p in (output / "shards").rglob("*.tar")}
+    result = build(config(inputs, output, seed=5, force=True))
+    assert result.ok and generation(output) == 2
+    index = read_index(catalog_generation(output / "catalog.json")[2])
+    assert index["settings"]["seed"] == 5
+    new = {p.relative_to(output) for p in (output / "shards").rglob("*.tar")}
+    assert new and not new & old  # every window rewritten under the new settings, the old shards removed
+    assert_consistent(output)
