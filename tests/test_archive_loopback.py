@@ -84,17 +84,23 @@ def archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[S
         yield server, tmp_path
 
 
-def test_manifest_from_ids_builds_end_to_end(archive: tuple[Server, Path]) -> None:
-    server, tmp_path = archive
-    ids = tmp_path / "ids.txt"
-    ids.write_text("\n".join([NG, CLASSIC, AV3, NG_L2_MISSING]) + "\n")
+def _manifest_of(server: Server, tmp_path: Path, ids: list[str]) -> Path:
+    """``hyper400k manifest --ids`` for ``ids``, with the loopback server as the mirror of both archives."""
+    listed = tmp_path / "ids.txt"
+    listed.write_text("\n".join(ids) + "\n")
     manifest = tmp_path / "manifest.yaml"
     result = CliRunner().invoke(app, [
-        "manifest", str(manifest), "--ids", str(ids),
+        "manifest", str(manifest), "--ids", str(listed),
         "--mirror", f"https://popo.jpl.nasa.gov={server.url('/jpl')}",
         "--mirror", f"https://data.ornldaac.earthdata.nasa.gov/protected/aviris={server.url('/ornl')}",
     ])  # fmt: skip
     assert result.exit_code == 0, result.output
+    return manifest
+
+
+def test_manifest_from_ids_builds_end_to_end(archive: tuple[Server, Path]) -> None:
+    server, tmp_path = archive
+    manifest = _manifest_of(server, tmp_path, [NG, CLASSIC, AV3, NG_L2_MISSING])
     # A hand-added entry whose URL answers with a directory listing instead of the archive.
     text = manifest.read_text().replace("unavailable: []", "")
     text += f"- product: f100514t01p00r05_refl\n  url: {server.url('/jpl/avcl/y10_data/')}\n"
@@ -169,19 +175,6 @@ def test_tarball_without_the_listed_product_fails(archive: tuple[Server, Path]) 
                           extract=(f"*{NG}", "*_loc"), product=NG)  # fmt: skip
     result = fetch(entry, tmp_path / "dl", progress=False)
     assert not result.ok and f"holds no member named {NG}" in result.reason
-
-
-def _manifest_of(server: Server, tmp_path: Path, ids: list[str]) -> Path:
-    listed = tmp_path / "ids.txt"
-    listed.write_text("\n".join(ids) + "\n")
-    manifest = tmp_path / "manifest.yaml"
-    result = CliRunner().invoke(app, [
-        "manifest", str(manifest), "--ids", str(listed),
-        "--mirror", f"https://popo.jpl.nasa.gov={server.url('/jpl')}",
-        "--mirror", f"https://data.ornldaac.earthdata.nasa.gov/protected/aviris={server.url('/ornl')}",
-    ])  # fmt: skip
-    assert result.exit_code == 0, result.output
-    return manifest
 
 
 def test_downloads_live_only_while_their_product_is_tiled(
