@@ -237,6 +237,9 @@ def _write(
     for pid, record in sorted(records.items()):
         stats = restat[pid].to_dict() if pid in restat else record["band_stats"]
         new, counts = _filtered_record(record, verdicts, stats)
+        new["filters"] = record.get("filters", []) + [
+            {"name": rules_info["name"], "rules": rules_info["rules"]}
+        ]
         _save_record(staging, source, new)
         filtered.append(new)
         result.products[pid] = {

@@ -211,16 +211,25 @@ def qa_histogram_figure(records: list[dict[str, Any]]) -> Figure:
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=max(1, len(labels)), fontsize=8, title="sensor-level")
     preset = ", ".join(sorted({r.get("preset", "?") for r in records}))
-    fig.suptitle(f"QA of every tile (kept and dropped); dashed: rules of preset {preset}", fontsize=11)
+    filters = ", ".join(sorted({f["name"] for r in records for f in r.get("filters", [])}))
+    fig.suptitle(
+        f"QA of every tile (kept and dropped); dashed: rules of preset {preset}"
+        + (f" and of rule set {filters}" if filters else ""),
+        fontsize=11,
+    )
     fig.tight_layout(rect=(0, 0.08, 1, 0.96))
     return fig
 
 
 def _rules_of(records: list[dict[str, Any]]) -> list[Rule]:
-    """The numeric rules of the presets the records were built with (unknown presets contribute none)."""
+    """The numeric rules of the presets the records were built with (unknown presets contribute none) and of
+    the rule sets a filtered build applied (``filters``, see :mod:`pipelines.refilter`)."""
     rules: list[Rule] = []
     for name in sorted({record.get("preset") for record in records if record.get("preset") in PRESETS}):
         rules += [rule for rule in PRESETS[name].rules.rules if rule not in rules]
+    for record in records:
+        for applied in record.get("filters", []):
+            rules += [rule for spec in applied["rules"] if (rule := Rule(**spec)) not in rules]
     return rules
 
 

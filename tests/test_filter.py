@@ -23,6 +23,7 @@ from pipelines import refilter
 from pipelines.build import BuildConfig, build
 from pipelines.cli import app
 from pipelines.refilter import FILTER_FIELD, filter_build
+from pipelines.report import qa_histogram_figure
 from specaware.data import open_shards
 
 RULES = "name: clear-and-valid\nrules:\n  - {field: valid_fraction, min: 0.85}\n  - {field: cloud_score, max: 0.3}\n"
@@ -141,6 +142,9 @@ def test_filter_writes_a_complete_build_every_reader_accepts(source, tmp_path):
         assert counts["kept_before"] == len(product_rows)
         assert counts["dropped"].get("valid_fraction<0.85", 0) == sum(vf < 0.85 for vf, _ in product_rows)
         assert counts["dropped"].get("cloud_score>0.3", 0) == sum(cs > 0.3 for _, cs in product_rows)
+    records = [json.loads(path.read_text()) for path in (new / "work" / "products").glob("*/record.json")]
+    drawn = {text.get_text() for ax in qa_histogram_figure(records).axes for text in ax.texts}
+    assert {"rule: min 0.85", "rule: max 0.3"} <= drawn  # the QA histograms draw the filter's thresholds
     markdown = (new / "report" / "report.md").read_text()
     assert "## Filter: rule set clear-and-valid" in markdown and str(source.resolve()) in markdown
 
