@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -238,3 +239,17 @@ def test_bad_input_is_one_line_and_writes_nothing(source, tmp_path, case, fragme
     )
     if case == "output exists":
         assert list(out.iterdir()) == []
+
+
+def test_a_build_without_its_product_records_is_refused_by_name(source, tmp_path):
+    """A build copied without ``work/`` cannot be filtered into a complete build: the error names the record."""
+    bare = tmp_path / "bare"
+    shutil.copytree(source, bare, ignore=shutil.ignore_patterns("work"))
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    done = CliRunner().invoke(
+        app, ["filter", str(bare), "--rules", str(rules), "--out", str(tmp_path / "out")]
+    )
+    assert done.exit_code == EXIT_INPUT, done.output
+    assert done.stderr.startswith(f"error: {bare / 'work' / 'products'}") and "record.json" in done.stderr
+    assert not (tmp_path / "out").exists()
