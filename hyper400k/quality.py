@@ -79,6 +79,8 @@ class RuleSet:
 
     @classmethod
     def from_dict(cls, spec: dict[str, Any], source: str = "<rules>") -> RuleSet:
+        if not isinstance(spec, dict):
+            raise ValueError(f"{source}: a rule set is {{name, rules: [...]}}; got a {type(spec).__name__}")
         unknown = set(spec) - {"name", "rules"}
         if unknown or not isinstance(spec.get("rules"), list):
             raise ValueError(f"{source}: a rule set is {{name, rules: [...]}}; got keys {sorted(spec)}")
@@ -92,7 +94,18 @@ class RuleSet:
                 raise ValueError(
                     f"{source}: rule {index} must have 'field' and only min/max/equals, got {item!r}"
                 )
-            rules.append(Rule(**item))
+            bounds = [item.get(k) for k in ("min", "max") if item.get(k) is not None]
+            flag = item.get("equals")
+            if any(isinstance(b, bool) or not isinstance(b, int | float) for b in bounds) or (
+                flag is not None and not isinstance(flag, bool)
+            ):
+                raise ValueError(
+                    f"{source}: rule {index}: min/max take numbers and equals true/false, got {item!r}"
+                )
+            try:
+                rules.append(Rule(**item))
+            except ValueError as exc:
+                raise ValueError(f"{source}: rule {index}: {exc}") from exc
         return cls(name=str(spec.get("name", Path(source).stem)), rules=tuple(rules))
 
     @classmethod

@@ -201,6 +201,7 @@ def build_catalog(
     shard_index: str | None = None,
     generation: int | None = None,
     shards: Sequence[ShardAsset] = (),
+    root_fields: dict[str, Any] | None = None,
 ) -> Path:
     """Write the catalog and patch index under ``out_dir`` and return the path of ``catalog.json``.
 
@@ -215,6 +216,7 @@ def build_catalog(
     :func:`generation_dir`), a folder no earlier generation uses, and the root records the number as
     ``hyper400k:generation``: the small ``catalog.json``, renamed into place last, is then the one switch
     from the previous generation to this one, and the previous generation stays whole until it is removed.
+    ``root_fields`` are added to the root (e.g. ``hyper400k:filter``, the provenance of a filtered build).
     """
     config = load_collection_config(collection_config)
     _check_records(products, patches)
@@ -228,6 +230,7 @@ def build_catalog(
         )
         if generation is not None:
             root.extra_fields[GENERATION_FIELD] = int(generation)
+        root.extra_fields.update(root_fields or {})
         items = {record.product_id: _product_item(record) for record in products}
         for child in _child_collections(root.id, config, products, items):
             root.add_child(child)

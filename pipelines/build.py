@@ -406,12 +406,14 @@ def _finished(output: Path, window_id: str) -> WindowRecord | None:
 
 
 def _has_spool(job: ProductJob, record: dict[str, Any] | None) -> bool:
-    """The product's record is current and its spool (if it kept any tile) is still on disk."""
+    """The product's record is current and its spool (if it kept any tile) is still on disk (a filtered
+    build's records have none: see :mod:`pipelines.refilter`)."""
     if record is None or record.get("preset") != job.preset.name or record.get("split") != job.split:
         return False
     if record.get("grid") != [job.preset.grid.size, job.preset.grid.stride]:
         return False
-    return not record["kept"] or Path(record["spool_path"]).is_file()
+    spool = record.get("spool_path")
+    return not record["kept"] or (spool is not None and Path(spool).is_file())
 
 
 Outcome = tuple[list[str], dict[str, Any] | BaseException]

@@ -12,9 +12,14 @@ from pipelines.pack import SHARDS, WindowRecord
 
 
 def write_catalog(
-    output: Path, records: list[dict[str, Any]], windows: list[WindowRecord], generation: int
+    output: Path,
+    records: list[dict[str, Any]],
+    windows: list[WindowRecord],
+    generation: int,
+    root_fields: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``output/catalog.json`` (+ collections, items, ``patches.parquet`` of ``generation``)."""
+    """Write ``output/catalog.json`` (+ collections, items, ``patches.parquet`` of ``generation``);
+    ``root_fields`` go into the root collection as they are."""
     key_to_shard = {
         key: shard["name"] for window in windows for shard in window.shards for key in shard["keys"]
     }
@@ -61,6 +66,7 @@ def write_catalog(
         shard_index=f"{generation_dir(generation)}/{INDEX_NAME}",
         generation=generation,
         shards=shards,
+        root_fields=root_fields,
     )
 
 

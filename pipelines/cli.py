@@ -302,29 +302,51 @@ def stats(
 
 @app.command()
 def filter(
-    build_dir: Annotated[Path, typer.Argument(help="An existing build folder.")],
-    rules: Annotated[Path, typer.Argument(help="Rule set (YAML): {name, rules: [{field, min|max|equals}]}.")],
-    output: Annotated[Path, typer.Argument(help="Folder for the new shard set and its index.")],
-    shard_mb: Annotated[float, typer.Option(help="Target shard size in MB.")] = 1000.0,
+    build_dir: Annotated[
+        Path, typer.Argument(help="The build to filter (read only; its committed generation).")
+    ],
+    rules: Annotated[
+        Path, typer.Option("--rules", help="Rule set (YAML): {name, rules: [{field, min|max|equals}]}.")
+    ],
+    output: Annotated[Path, typer.Option("--out", help="Folder for the new build (must not exist).")],
+    shard_mb: Annotated[
+        float | None, typer.Option(help="Target shard size in MB (default: the source build's).")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """Re-apply a rule set to a build's stored QA, writing a new shard set without re-reading products."""
+    """Apply a rule set to the QA stored in a build's samples and write the kept ones as a new, complete build
+    (shards, index, patch table, catalog, report), without re-reading any product."""
     from hyper400k.quality import RuleSet
-    from pipelines.refilter import refilter
+    from pipelines.refilter import filter_build
 
-    result = refilter(build_dir, RuleSet.from_yaml(rules), output, int(shard_mb * 1e6))
+    result = filter_build(
+        build_dir,
+        RuleSet.from_yaml(rules),
+        output,
+        rules_file=rules,
+        shard_bytes=None if shard_mb is None else int(shard_mb * 1e6),
+        progress=progress and not as_json,
+    )
     if as_json:
         emit_json(
             {
                 "output": str(output),
+                "source": result.provenance["source"],
+                "source_generation": result.provenance["source_generation"],
+                "rules_sha256": result.provenance["rules"]["sha256"],
                 "kept": result.kept,
                 "dropped_samples": result.dropped_samples,
                 "dropped": dict(sorted(result.dropped.items())),
+                "products": result.products,
+                "report": str(result.report_path),
+                "catalog": str(result.catalog_path),
             }
         )
         return
     typer.echo(
-        f"{result.kept} samples kept, {result.dropped_samples} dropped ({_reasons(result.dropped)}) -> {output}"
+        f"{result.kept} samples kept, {result.dropped_samples} dropped ({_reasons(result.dropped)})"
+        f" -> {output}; report: {result.report_path}"
     )
 
 

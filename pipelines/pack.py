@@ -18,7 +18,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,24 +92,7 @@ def pack_window(spec: WindowSpec, *records: dict[str, Any]) -> dict[str, Any]:
         packed = sorted((r for r in records if r.get("status") == "ok"), key=lambda r: r["product_id"])
         products = [r["product_id"] for r in packed]
         route = _route_fresh(packed, spec.seed)
-    writers: dict[tuple[str, str], ShardWriter] = {}
-    try:
-        for (group, split), key, members in route:
-            writer = writers.get((group, split))
-            if writer is None:
-                folder = output / SHARDS / group / split
-                writer = writers[(group, split)] = ShardWriter(
-                    folder, f"{group}-{split}-{spec.window_id}", spec.shard_bytes
-                )
-            writer.write_encoded(key, members)
-    except BaseException:
-        for writer in writers.values():
-            writer.abort()
-        raise
-    shards: list[dict[str, Any]] = []
-    for (group, split), writer in sorted(writers.items()):
-        for info in writer.close():
-            shards.append(asdict(info) | {"name": f"{group}/{split}/{info.name}"})
+    shards = write_window_shards(output, spec.window_id, spec.shard_bytes, route)
     record = WindowRecord(spec.window_id, products, shards, time.perf_counter() - start)
     path = window_record_path(output, spec.window_id)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -120,6 +103,34 @@ def pack_window(spec: WindowSpec, *records: dict[str, Any]) -> dict[str, Any]:
         if product.get("spool_path"):
             Path(product["spool_path"]).unlink(missing_ok=True)
     return asdict(record)
+
+
+Route = Iterable[tuple[tuple[str, str], str, dict[str, bytes]]]  # ((group, split), key, raw members)
+
+
+def write_window_shards(output: Path, window_id: str, shard_bytes: int, route: Route) -> list[dict[str, Any]]:
+    """Write the routed samples of one window into ``output/shards/<group>/<split>/`` under names carrying
+    ``window_id``; return its shard entries (names relative to ``shards/``, with their keys). On an error the
+    shard in progress of every set is removed (finished ones stay, under names no generation lists yet)."""
+    writers: dict[tuple[str, str], ShardWriter] = {}
+    try:
+        for (group, split), key, members in route:
+            writer = writers.get((group, split))
+            if writer is None:
+                folder = output / SHARDS / group / split
+                writer = writers[(group, split)] = ShardWriter(
+                    folder, f"{group}-{split}-{window_id}", shard_bytes
+                )
+            writer.write_encoded(key, members)
+    except BaseException:
+        for writer in writers.values():
+            writer.abort()
+        raise
+    shards: list[dict[str, Any]] = []
+    for (group, split), writer in sorted(writers.items()):
+        for info in writer.close():
+            shards.append(asdict(info) | {"name": f"{group}/{split}/{info.name}"})
+    return shards
 
 
 def _route_fresh(records: list[dict[str, Any]], seed: int) -> Iterator[tuple[tuple[str, str], str, dict]]:

@@ -73,11 +73,17 @@ def write_report(
     failures: list[dict[str, Any]],
     shard_index: dict[str, Any],
     ignored: list[dict[str, str]] = (),
+    filtered: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``report/report.json``, ``report/report.md`` and the figures; return the Markdown path."""
+    """Write ``report/report.json``, ``report/report.md`` and the figures; return the Markdown path.
+
+    ``filtered`` is the provenance and per-product drops of a filtered build (:mod:`pipelines.refilter`),
+    reported as its ``filter`` section."""
     folder = output / "report"
     folder.mkdir(parents=True, exist_ok=True)
     summary = summarise(records, failures, shard_index, ignored)
+    if filtered is not None:
+        summary["filter"] = filtered
     figures = [_histograms(folder, records)] if records else []
     quicklooks = _copy_quicklooks(folder, output, records)
     _atomic_write(folder / "report.json", json.dumps(summary, indent=2, allow_nan=False))
@@ -104,6 +110,8 @@ def _markdown(summary: dict[str, Any], figures: list[str], quicklooks: list[str]
         lines.append(
             f"| {name} | {group['products']} | {group['flight_lines']} | {group['kept']} | {reasons} | {group['input_bytes'] / 1e6:.1f} |"
         )
+    if "filter" in summary:
+        lines += _filter_markdown(summary["filter"])
     if summary["failures"]:
         lines += ["", "## Failed products (re-run the build to retry them)", ""]
         lines += [
@@ -128,6 +136,39 @@ def _markdown(summary: dict[str, Any], figures: list[str], quicklooks: list[str]
             *quicklooks,
         ]
     return "\n".join(lines) + "\n"
+
+
+def _filter_markdown(section: dict[str, Any]) -> list[str]:
+    """Where a filtered build came from, its rules, and what each rule dropped per product."""
+    rules = section["rules"]
+    bounds = "; ".join(
+        f"{rule['field']} "
+        + ", ".join(f"{k} {rule[k]}" for k in ("min", "max", "equals") if rule.get(k) is not None)
+        for rule in rules["rules"]
+    )
+    lines = [
+        "",
+        f"## Filter: rule set {rules['name']}",
+        "",
+        f"- source: `{section['source']}`, generation {section['source_generation']}",
+        f"- rules file: `{rules['file']}` (sha256 {rules['sha256']})"
+        if rules.get("file")
+        else "- rules: given in code",
+        f"- rules: {bounds or 'none'}",
+        f"- samples: {section['kept']} kept, {section['dropped_samples']} dropped ({_counts(section['dropped'])})",
+        "",
+        "| product | samples before | kept | dropped (rule: samples) |",
+        "|---|---|---|---|",
+    ]
+    for product, counts in sorted(section["products"].items()):
+        lines.append(
+            f"| {product} | {counts['kept_before']} | {counts['kept']} | {_counts(counts['dropped'])} |"
+        )
+    return lines
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "none"
 
 
 def _histograms(folder: Path, records: list[dict[str, Any]]) -> str:
@@ -170,16 +211,25 @@ def qa_histogram_figure(records: list[dict[str, Any]]) -> Figure:
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=max(1, len(labels)), fontsize=8, title="sensor-level")
     preset = ", ".join(sorted({r.get("preset", "?") for r in records}))
-    fig.suptitle(f"QA of every tile (kept and dropped); dashed: rules of preset {preset}", fontsize=11)
+    filters = ", ".join(sorted({f["name"] for r in records for f in r.get("filters", [])}))
+    fig.suptitle(
+        f"QA of every tile (kept and dropped); dashed: rules of preset {preset}"
+        + (f" and of rule set {filters}" if filters else ""),
+        fontsize=11,
+    )
     fig.tight_layout(rect=(0, 0.08, 1, 0.96))
     return fig
 
 
 def _rules_of(records: list[dict[str, Any]]) -> list[Rule]:
-    """The numeric rules of the presets the records were built with (unknown presets contribute none)."""
+    """The numeric rules of the presets the records were built with (unknown presets contribute none) and of
+    the rule sets a filtered build applied (``filters``, see :mod:`pipelines.refilter`)."""
     rules: list[Rule] = []
     for name in sorted({record.get("preset") for record in records if record.get("preset") in PRESETS}):
         rules += [rule for rule in PRESETS[name].rules.rules if rule not in rules]
+    for record in records:
+        for applied in record.get("filters", []):
+            rules += [rule for spec in applied["rules"] if (rule := Rule(**spec)) not in rules]
     return rules
 
 

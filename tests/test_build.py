@@ -215,7 +215,8 @@ def test_filter_and_verify_cli(built, tmp_path):
     rules.write_text("name: mostly-valid\nrules:\n  - {field: valid_fraction, min: 0.999}\n")
     runner = CliRunner()
     result = runner.invoke(
-        app, ["filter", str(output), str(rules), str(tmp_path / "filtered"), "--shard-mb", "20"]
+        app,
+        ["filter", str(output), "--rules", str(rules), "--out", str(tmp_path / "filtered")],
     )
     assert result.exit_code == 0, result.output
     kept = sum(1 for _ in all_samples(tmp_path / "filtered"))

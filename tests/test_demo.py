@@ -6,7 +6,7 @@ from __future__ import annotations
 from hyper400k.presets import PRESETS, get_preset
 from pipelines.build import BuildConfig, build
 from pipelines.demo import generate_demo_input
-from pipelines.refilter import refilter
+from pipelines.refilter import filter_build
 
 
 def test_every_preset_keeps_most_demo_tiles(tmp_path):
@@ -26,6 +26,6 @@ def test_every_preset_keeps_most_demo_tiles(tmp_path):
     assert kept / tiles >= 0.9, [(r["product_id"], r["dropped"]) for r in result.records if r["dropped"]]
     # hyper400k-qa = the published rules + QA rules, all on QA stored in each sample: re-filtering the kept
     # samples with its rule set gives what a hyper400k-qa build keeps
-    qa = refilter(tmp_path / "build", PRESETS["hyper400k-qa"].rules, tmp_path / "qa", 10**9)
+    qa = filter_build(tmp_path / "build", PRESETS["hyper400k-qa"].rules, tmp_path / "qa")
     assert qa.kept / tiles >= 0.6, qa.dropped
     assert qa.dropped["dead_detector!=false"] > 0  # two demo flight lines have a dead detector element

@@ -58,7 +58,9 @@ def test_build_stats_verify_filter_and_tile_print_their_documented_fields(small_
 
     rules = tmp_path / "rules.yaml"
     rules.write_text("name: strict\nrules:\n  - {field: valid_fraction, min: 0.999}\n")
-    filtered = run_json(["filter", str(output), str(rules), str(tmp_path / "filtered"), "--json"])
+    filtered = run_json(
+        ["filter", str(output), "--rules", str(rules), "--out", str(tmp_path / "filtered"), "--json"]
+    )
     assert set(filtered) == documented_fields("hyper400k filter")
     assert filtered["kept"] + filtered["dropped_samples"] == built["samples"]
 
