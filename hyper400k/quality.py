@@ -179,10 +179,7 @@ class TileAssessor:
             "saturated_fraction": round(float(saturated.mean()), 6),
         }
         if not valid.all():
-            # The sample contract: an invalid pixel is 0 in every band (NaNs are already 0). Multiplying
-            # by 0 (not assigning it) keeps the sign of a -0.0 as ``tile *= valid`` did, so the bytes
-            # stay the same; only the invalid pixels are visited.
-            np.multiply(tile, np.float32(0), out=tile, where=~valid)
+            _zero_pixels(tile, ~valid)  # the sample contract: an invalid pixel is 0 in every band
         if no_data:
             return TileQuality(data=None, valid=valid, qa=qa, reasons=["no_data"])
         # A tile the cheap fields already condemn skips the costly QA and the float16 conversion.
@@ -335,6 +332,18 @@ def to_float16(tile: np.ndarray) -> np.ndarray:
 def _nearest_good(wavelength: np.ndarray, good: np.ndarray, target_nm: float) -> int:
     distance = np.abs(wavelength - target_nm) + np.where(good, 0.0, 1e6)
     return int(np.argmin(distance))
+
+
+def _zero_pixels(tile: np.ndarray, pixels: np.ndarray) -> None:
+    """Zero ``pixels`` (an ``(H, W)`` mask) in every band of a tile whose NaNs are already 0.
+
+    Multiplying by 0 rather than assigning it keeps the sign of a -0.0, as ``tile *= valid`` did, so
+    the bytes stay the same; only the bounding box of the pixels is visited (swath edges and fill
+    lines cover a few columns or lines of a tile)."""
+    lines, columns = np.flatnonzero(pixels.any(axis=1)), np.flatnonzero(pixels.any(axis=0))
+    box = (slice(lines[0], lines[-1] + 1), slice(columns[0], columns[-1] + 1))
+    part = tile[:, box[0], box[1]]
+    np.multiply(part, np.float32(0), out=part, where=pixels[box])
 
 
 def _row_medians(values: np.ndarray) -> np.ndarray:
