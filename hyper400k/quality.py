@@ -31,6 +31,7 @@ from hyper400k.solar import apparent_reflectance_factor
 _SNR_ROW_STEP = 16  # the SNR proxy uses every 16th line: noise estimates need pixels, not all of them
 _COLUMN_CHECK_BANDS = 16  # stripe/dead-detector checks on this many evenly spaced good bands
 _STRIPE_RATIO = 0.02  # a column 2 % brighter or darker than its neighbours on > 90 % of lines is a stripe
+_BLOCK_BYTES = 1 << 19  # bands assessed together: ~0.5 MB of the tile, so a block stays in L2 cache
 _INDEX_BANDS_NM = {"blue": 480.0, "green": 560.0, "red": 660.0, "nir": 860.0, "swir": 1650.0}
 
 
@@ -166,32 +167,32 @@ class TileAssessor:
         self.column_bands = good_idx[
             np.linspace(0, len(good_idx) - 1, min(_COLUMN_CHECK_BANDS, len(good_idx))).astype(int)
         ]
+        # per-tile work buffers, reused (an assessor serves the tiles of one product, one at a time)
+        self._blocks: list[tuple[int, int, bool]] = []
+        self._blocks_for: tuple[int, int] | None = None
+        self._masks: tuple[np.ndarray, np.ndarray] | None = None
 
     def assess(self, tile: np.ndarray) -> TileQuality:
         """Rules + QA for one float32 ``(C, H, W)`` tile (modified in place; NaN = no data).
 
-        Written to touch the tile as few times as possible (it is ~100 MB at 425 bands): two comparison
-        passes, one reduction, one masked zeroing and the float16 conversion.
+        The tile is ~100 MB at 425 bands, so it is walked in blocks of bands small enough to stay in
+        the CPU cache: one block gets every comparison, count and zeroing before the next is read
+        (one pass over memory instead of one per operation), into mask buffers reused across tiles
+        (a fresh 100 MB array costs as much in page faults as the arithmetic). Then one pass zeroes
+        the invalid pixels and, for a kept tile, one converts to float16.
         """
         # Fill pixels are NaN in every band, so one good band tells whether the tile holds any data at all.
         no_data = not np.isfinite(tile[self.column_bands[0]]).any()
         if self.water is not None:
             tile[self.water] = 0.0
-        not_above = tile <= self.ceiling  # False for NaN (no data, padding) and above the ceiling
-        in_range = tile >= 0
-        in_range &= not_above
-        invalid_fraction = 1.0 - float(np.count_nonzero(in_range)) / in_range.size
-        saturated = np.fmax.reduce(tile, axis=0) > self.ceiling  # fmax skips NaN
-        valid = np.logical_and.reduce(not_above, axis=0, where=self.good[:, None, None], initial=True)
-        np.logical_not(in_range, out=in_range)
-        np.putmask(tile, in_range, 0.0)
-        if not valid.all():
-            tile *= valid  # the sample contract: an invalid pixel is 0 in every band (NaNs are already 0)
+        valid, in_range_count, saturated = self._zero_invalid_values(tile)
         qa: dict[str, Any] = {
-            "invalid_value_fraction": round(invalid_fraction, 6),
+            "invalid_value_fraction": round(1.0 - float(in_range_count) / tile.size, 6),
             "valid_fraction": round(float(valid.mean()), 6),
             "saturated_fraction": round(float(saturated.mean()), 6),
         }
+        if not valid.all():
+            _zero_pixels(tile, ~valid)  # the sample contract: an invalid pixel is 0 in every band
         if no_data:
             return TileQuality(data=None, valid=valid, qa=qa, reasons=["no_data"])
         # A tile the cheap fields already condemn skips the costly QA and the float16 conversion.
@@ -201,6 +202,57 @@ class TileAssessor:
         qa |= self._surface_fractions(tile, valid) | self._detector_checks(tile, valid)
         reasons = self.rules.evaluate(qa)
         return TileQuality(data=None if reasons else to_float16(tile), valid=valid, qa=qa, reasons=reasons)
+
+    def _band_blocks(self, tile: np.ndarray) -> list[tuple[int, int, bool]]:
+        """``(start, stop, good)`` runs of bands, each at most _BLOCK_BYTES of the tile and all good or all bad."""
+        per_band = tile[0].nbytes
+        key = (tile.shape[0], per_band)
+        if self._blocks_for != key:
+            size = max(1, _BLOCK_BYTES // max(per_band, 1))
+            self._blocks = []
+            start = 0
+            for stop in range(1, tile.shape[0] + 1):
+                if stop == tile.shape[0] or stop - start == size or self.good[stop] != self.good[start]:
+                    self._blocks.append((start, stop, bool(self.good[start])))
+                    start = stop
+            self._blocks_for = key
+        return self._blocks
+
+    def _mask_buffers(self, bands: int, plane: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        shape = (bands, *plane)
+        if self._masks is None or self._masks[0].shape != shape:
+            self._masks = (np.empty(shape, dtype=bool), np.empty(shape, dtype=bool))
+        return self._masks
+
+    def _zero_invalid_values(self, tile: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
+        """Zero every value that is negative, NaN or above the ceiling, block by block.
+
+        Returns the pixel mask (finite and not above the ceiling in every good band), the number of
+        in-range values and the pixels above the ceiling in some band (before zeroing)."""
+        blocks = self._band_blocks(tile)
+        plane = tile.shape[1:]
+        not_above_buffer, in_range_buffer = self._mask_buffers(max(b - a for a, b, _ in blocks), plane)
+        valid = np.ones(plane, dtype=bool)
+        saturated = np.zeros(plane, dtype=bool)
+        in_range_count = 0
+        for start, stop, good in blocks:
+            block = tile[start:stop]
+            not_above = not_above_buffer[: stop - start]
+            in_range = in_range_buffer[: stop - start]
+            np.less_equal(block, self.ceiling, out=not_above)  # False for NaN and above the ceiling
+            np.greater_equal(block, 0, out=in_range)
+            in_range &= not_above
+            count = np.count_nonzero(in_range)
+            in_range_count += count
+            if count == in_range.size:
+                continue  # the common clean block: nothing to flag or zero
+            if np.count_nonzero(not_above) < not_above.size:
+                saturated |= (block > self.ceiling).any(axis=0)
+                if good:
+                    valid &= not_above.all(axis=0)
+            np.logical_not(in_range, out=in_range)
+            np.copyto(block, 0.0, where=in_range)  # ~5x faster than np.putmask
+        return valid, in_range_count, saturated
 
     def _surface_fractions(self, tile: np.ndarray, valid: np.ndarray) -> dict[str, float]:
         """Cloud/haze, water and dark fractions of the valid pixels, from apparent reflectance."""
@@ -233,7 +285,7 @@ class TileAssessor:
         snr = np.zeros(tile.shape[0], dtype=np.float64)
         if pair_ok.sum() >= 16:
             diffs = np.abs(np.diff(rows, axis=2))[:, pair_ok]
-            noise = 1.4826 * np.median(diffs, axis=1) / np.sqrt(2.0)
+            noise = 1.4826 * _row_medians(diffs) / np.sqrt(2.0)
             signal = rows[:, :, 1:][:, pair_ok].mean(axis=1)
             snr = np.where(noise > 0, signal / np.maximum(noise, 1e-12), 0.0)
         good_snr = snr[self.good]
@@ -281,10 +333,41 @@ class TileAssessor:
 
 
 def to_float16(tile: np.ndarray) -> np.ndarray:
-    """float32 -> float16, round to nearest even; torch's conversion is ~3x numpy's and bit-identical."""
-    return torch.from_numpy(np.ascontiguousarray(tile)).to(torch.float16).numpy()
+    """float32 -> float16, round to nearest even, bit-identical to numpy's and ~3x faster (torch).
+
+    The output is a numpy allocation, which gets transparent huge pages: torch's own would fault
+    ~13,000 4 KB pages for a 425 x 256 x 256 tile, which costs as much as the conversion."""
+    data = np.empty(tile.shape, dtype=np.float16)
+    torch.from_numpy(data).copy_(torch.from_numpy(np.ascontiguousarray(tile)))
+    return data
 
 
 def _nearest_good(wavelength: np.ndarray, good: np.ndarray, target_nm: float) -> int:
     distance = np.abs(wavelength - target_nm) + np.where(good, 0.0, 1e6)
     return int(np.argmin(distance))
+
+
+def _zero_pixels(tile: np.ndarray, pixels: np.ndarray) -> None:
+    """Zero ``pixels`` (an ``(H, W)`` mask) in every band of a tile whose NaNs are already 0.
+
+    Multiplying by 0 rather than assigning it keeps the sign of a -0.0, as ``tile *= valid`` did, so
+    the bytes stay the same; only the bounding box of the pixels is visited (swath edges and fill
+    lines cover a few columns or lines of a tile)."""
+    lines, columns = np.flatnonzero(pixels.any(axis=1)), np.flatnonzero(pixels.any(axis=0))
+    box = (slice(lines[0], lines[-1] + 1), slice(columns[0], columns[-1] + 1))
+    part = tile[:, box[0], box[1]]
+    np.multiply(part, np.float32(0), out=part, where=pixels[box])
+
+
+def _row_medians(values: np.ndarray) -> np.ndarray:
+    """``np.median(values, axis=1)`` for a NaN-free 2-D array, equal to it bit for bit and ~3x faster.
+
+    ``np.median`` partitions each row around three ranks (the two middle ones and the last, for its NaN
+    check) of a copy; one in-place partition at the upper middle rank holds the lower middle value as
+    the largest of the values before it."""
+    half = values.shape[1] // 2
+    values.partition(half, axis=1)
+    upper = values[:, half]
+    if values.shape[1] % 2:
+        return upper
+    return (values[:, :half].max(axis=1) + upper) / values.dtype.type(2)

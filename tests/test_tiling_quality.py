@@ -10,9 +10,10 @@ import pytest
 from hyper400k.patches import ProductSummary, iter_outcomes
 from hyper400k.presets import get_preset
 from hyper400k.product import open_product
-from hyper400k.quality import PUBLISHED_RULES, Rule, RuleSet, TileAssessor
+from hyper400k.quality import PUBLISHED_RULES, Rule, RuleSet, TileAssessor, TileQuality
 from hyper400k.sample import Sample
 from hyper400k.scene import Scene, SceneMeta
+from hyper400k.synth import generate
 from hyper400k.tiling import TileGrid, iter_tiles, tile_transform
 
 NG_RDN = "aviris-ng/ang20170323t202244_rdn_7000-7010"
@@ -157,3 +158,190 @@ def test_samples_satisfy_the_contract(realdata):
             assert decoded.meta["footprint"]["type"] == "Polygon" and len(decoded.meta["transform"]) == 6
     # 100 x 70 with 32-pixel tiles: 4 x 3 tiles; the last row (4/32 lines) and column (6/32) are mostly padding
     assert summary.kept == 6 and summary.dropped["invalid_value_fraction>0.2"] == 6
+
+
+# --- The QA against a plain reference ----------------------------------------------------------------
+# TileAssessor.assess is written for speed (blocked passes, reused buffers, an in-place partition for
+# the SNR median). The reference below computes the same rules and statistics the plain way, one
+# metric at a time on whole-cube masks, one band at a time for the SNR. The float16 payload and the
+# tile left in place are compared bit for bit, the mask, counts and flags exactly, and the fractions
+# exactly as stored (rounded to 6 decimals). The SNR's signal is a float32 mean, whose last bit
+# depends on the summation order (one band alone vs. all bands in one array), so each band's SNR may
+# differ by float32 rounding (1e-6 relative) plus one step of its stored rounding:
+# |d snr| <= 0.01 + 1e-6 snr and |d snr_median| <= 0.001 + 1e-6 snr_median. The column
+# stripe / dead-detector flags come from ``TileAssessor._column_flags`` on the reference tile: the
+# speed work did not touch that check.
+
+
+def reference_assess(
+    assessor: TileAssessor, tile: np.ndarray
+) -> tuple[np.ndarray | None, np.ndarray, dict, list]:
+    """(float16 data or None, valid mask, qa, reasons) the plain way; ``tile`` is modified in place."""
+    no_data = not np.isfinite(tile[assessor.column_bands[0]]).any()
+    if assessor.water is not None:
+        tile[assessor.water] = 0.0
+    ceiling = assessor.ceiling
+    in_range = (tile >= 0) & (tile <= ceiling)  # NaN compares False
+    qa = {
+        "invalid_value_fraction": round(1.0 - float(in_range.mean()), 6),
+        "valid_fraction": None,
+        "saturated_fraction": round(float((tile > ceiling).any(axis=0).mean()), 6),
+    }
+    valid = (tile[assessor.good] <= ceiling).all(axis=0)
+    qa["valid_fraction"] = round(float(valid.mean()), 6)
+    tile[~in_range] = 0.0
+    tile *= valid
+    if no_data:
+        return None, valid, qa, ["no_data"]
+    if early := assessor.rules.evaluate_available(qa):
+        return None, valid, qa, early
+    qa |= reference_surface_fractions(assessor, tile, valid) | reference_detector_checks(
+        assessor, tile, valid
+    )
+    reasons = assessor.rules.evaluate(qa)
+    return (None if reasons else tile.astype(np.float16)), valid, qa, reasons
+
+
+def reference_surface_fractions(assessor: TileAssessor, tile: np.ndarray, valid: np.ndarray) -> dict:
+    if not valid.any():
+        return {"cloud_score": 0.0, "water_fraction": 0.0, "dark_fraction": 0.0}
+    rho = {
+        name: tile[band][valid] * assessor.reflectance_factor[name]
+        for name, band in assessor.index_band.items()
+    }
+    blue, green, red, nir, swir = (rho[name] for name in ("blue", "green", "red", "nir", "swir"))
+    visible = np.stack([blue, green, red])
+    whiteness = visible.max(axis=0) < 1.5 * visible.min(axis=0)
+    cloud = (blue > 0.25) & (visible.mean(axis=0) > 0.3) & whiteness & (swir > 0.15)
+    ndwi = (green - nir) / np.maximum(green + nir, 1e-6)
+    return {
+        "cloud_score": round(float(cloud.mean()), 6),
+        "water_fraction": round(float(((ndwi > 0.2) & (nir < 0.15)).mean()), 6),
+        "dark_fraction": round(float(((nir < 0.03) & (red < 0.03)).mean()), 6),
+    }
+
+
+def reference_detector_checks(assessor: TileAssessor, tile: np.ndarray, valid: np.ndarray) -> dict:
+    """SNR per band = mean / (1.4826 * median |horizontal difference| / sqrt 2) on every 16th line."""
+    lines = tile[:, ::16, :]
+    pair_ok = valid[::16, 1:] & valid[::16, :-1]
+    snr = np.zeros(tile.shape[0])
+    if pair_ok.sum() >= 16:
+        for band in range(tile.shape[0]):
+            noise = 1.4826 * np.median(np.abs(np.diff(lines[band], axis=1))[pair_ok]) / np.sqrt(2.0)
+            signal = lines[band][:, 1:][pair_ok].mean()
+            snr[band] = signal / noise if noise > 0 else 0.0
+    good_snr = snr[assessor.good]
+    dead, stripe = assessor._column_flags(tile[assessor.column_bands], valid)
+    return {
+        "snr_median": round(float(np.median(good_snr)) if good_snr.size else 0.0, 3),
+        "snr": [round(float(v), 2) for v in snr],
+        "dead_detector": dead,
+        "stripe": stripe,
+    }
+
+
+def assert_same_quality(assessor: TileAssessor, tile: np.ndarray) -> TileQuality:
+    expected_tile = tile.copy()
+    data, valid, qa, reasons = reference_assess(assessor, expected_tile)
+    quality = assessor.assess(tile)
+    assert quality.reasons == reasons
+    snr, expected_snr = quality.qa.pop("snr", []), qa.pop("snr", [])
+    np.testing.assert_allclose(snr, expected_snr, rtol=1e-6, atol=0.01 + 1e-9)
+    assert quality.qa.pop("snr_median", 0.0) == pytest.approx(
+        qa.pop("snr_median", 0.0), rel=1e-6, abs=0.001 + 1e-9
+    )
+    assert quality.qa == qa
+    np.testing.assert_array_equal(quality.valid, valid)
+    np.testing.assert_array_equal(tile.view(np.uint32), expected_tile.view(np.uint32))  # -0.0 stays -0.0
+    if data is None:
+        assert quality.data is None
+    else:
+        assert quality.data.dtype == np.float16
+        np.testing.assert_array_equal(quality.data.view(np.uint16), data.view(np.uint16))
+    return quality
+
+
+def damaged_tiles(cube: np.ndarray, good: np.ndarray, ceiling: float, seed: int) -> dict[str, np.ndarray]:
+    """Variants of one real-spectra tile that take every branch of the rules and the QA."""
+    rng = np.random.default_rng(seed)
+    bands, lines, samples = cube.shape
+    bad_band = int(np.flatnonzero(~good)[0])
+    tiles = {"clean": cube.copy()}
+    edge = cube.copy()
+    edge[:, :, :9] = np.nan  # swath edge: fill in every band, 14 % of the values
+    edge[:, 40:, -3:] = np.nan
+    tiles["swath_edge"] = edge
+    speckled = cube.copy()
+    where = rng.integers(0, [bands, lines, samples], size=(300, 3))
+    kinds = np.array([np.nan, -0.5, -0.0, 2.0 * ceiling, np.inf, -np.inf], dtype=np.float32)
+    speckled[where[:, 0], where[:, 1], where[:, 2]] = kinds[np.arange(300) % len(kinds)]
+    speckled[bad_band, 5, 5] = 3.0 * ceiling  # above the ceiling in a bad band only: value zeroed, pixel kept
+    speckled[:, 7, 7] = -0.0
+    tiles["speckled"] = speckled
+    odd = edge.copy()
+    odd[:, 16, 20] = np.nan  # one fewer valid neighbour pair on a sampled line: an odd count for the median
+    tiles["odd_pairs"] = odd
+    dead = cube.copy()
+    dead[:, :, 17] = 0.001
+    tiles["dead_column"] = dead
+    blanked = cube.copy()
+    blanked[:, :, 40] = np.nan
+    tiles["blanked_column"] = blanked
+    striped = cube.copy()
+    striped[:, :, 30] *= 1.25
+    tiles["stripe"] = striped
+    too_empty = cube.copy()
+    too_empty[:, : lines // 4, :] = np.nan
+    tiles["too_empty"] = too_empty
+    tiles["no_data"] = np.full_like(cube, np.nan)
+    return tiles
+
+
+STRICT_RULES = RuleSet(
+    "strict",
+    (
+        Rule("invalid_value_fraction", max=0.2),
+        Rule("snr_median", min=1e6),  # drops every tile after the costly QA
+        Rule("stripe", equals=False),
+    ),
+)
+
+
+@pytest.mark.parametrize(
+    "rel",
+    [
+        NG_RDN,
+        NG_RFL,
+        "aviris-3/AV320250308t200738_rdn.img",
+        "aviris-classic/f080702t01p00r08rdn_c_sc01_ort_img_123_456.img",
+    ],
+)
+def test_qa_equals_reference_on_real_spectra(realdata, rel):
+    scene = mosaic_scene(realdata, rel, lines=64, samples=64, seed=5)
+    good = np.asarray(scene.meta.good_bands)
+    published, strict = TileAssessor(scene.meta), TileAssessor(scene.meta, STRICT_RULES)
+    ceiling = float(published.ceiling)
+    outcomes = {}
+    for name, tile in damaged_tiles(scene.cube, good, ceiling, seed=len(rel)).items():
+        outcomes[name] = assert_same_quality(published, tile.copy())
+        assert_same_quality(strict, tile)
+    # the variants did take the branches they are meant to
+    assert outcomes["clean"].kept and outcomes["swath_edge"].kept and outcomes["speckled"].kept
+    assert outcomes["no_data"].reasons == ["no_data"]
+    assert outcomes["too_empty"].reasons == ["invalid_value_fraction>0.2"]
+    assert outcomes["speckled"].qa["saturated_fraction"] > 0 and outcomes["speckled"].valid[5, 5]
+    if scene.meta.bands > 300:  # the 1-pixel AVIRIS-3 / Classic crops give flat tiles: no SNR to speak of
+        assert outcomes["dead_column"].qa["dead_detector"] and outcomes["stripe"].qa["stripe"]
+
+
+@pytest.mark.parametrize("level", ["L1", "L2"])
+def test_qa_equals_reference_on_generated_products(tmp_path, level):
+    """Every 64-pixel tile (edge tiles padded) of a generated AVIRIS-NG product, scene edges and all."""
+    path = generate("aviris-ng", level, 96, 80, tmp_path, seed=5, strip_lines=32)
+    scene = open_product(path)
+    assessor = TileAssessor(scene.meta)
+    kept = 0
+    for tile in iter_tiles(scene, TileGrid(size=64, stride=48)):
+        kept += assert_same_quality(assessor, tile.data).kept
+    assert kept >= 1
