@@ -47,6 +47,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pa_ds
+import pyarrow.parquet as pq
 import pyproj
 import pystac
 import shapely
@@ -292,10 +293,11 @@ def find_catalog(source: Location | str) -> Location | None:
     or the catalog itself; None when ``source`` is none of these. The one resolver from "a build" to
     its committed generation: pass the result to :func:`catalog_generation`."""
     source = as_location(source)
-    if storage.name_of(source) == CATALOG_FILE:
+    name = storage.name_of(source)
+    if name == CATALOG_FILE:
         return source if storage.is_file(source) else None
-    if isinstance(source, Path) and not source.is_dir():
-        return None
+    if name.endswith((".json", ".parquet", ".tar")) or (isinstance(source, Path) and not source.is_dir()):
+        return None  # another file of a build (no request is spent on probing below it)
     for folder in (source, storage.parent(source)):
         if storage.is_file(candidate := storage.join(folder, CATALOG_FILE)):
             return candidate
@@ -884,6 +886,8 @@ def read_patch_index(
     table = _patch_table_of(as_location(path))
     if isinstance(table, Path):
         return pa_ds.dataset(table, format="parquet").to_table(filter=where, columns=columns)
+    if not storage.can_seek(table):  # a plain web server need not answer the range reads parquet makes
+        return pq.read_table(pa.BufferReader(storage.read_bytes(table)), filters=where, columns=columns)
     with storage.naming(table):
         fs, inner = fsspec.core.url_to_fs(table)
         return pa_ds.dataset(inner, format="parquet", filesystem=fs).to_table(filter=where, columns=columns)

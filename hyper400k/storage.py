@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 import fsspec
 import fsspec.config
+import yaml
 
 Location = Path | str  # a local path, or a URL string ("s3://bucket/prefix/catalog.json")
 
@@ -76,6 +77,22 @@ def configure(url: str, options: Mapping[str, Any]) -> None:
         protocol = urlsplit(url).scheme
         fsspec.config.conf.setdefault(protocol, {}).update(options)
         _forget_instances(url)
+
+
+def parse_storage_options(pairs: list[str]) -> dict[str, Any]:
+    """``["endpoint_url=http://host:9000", "anon=true"]`` -> options; values are read as YAML scalars or
+    flow mappings (``true``, ``3``, ``{region_name: eu-west-1}``), anything else stays a string."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        name, equals, value = pair.partition("=")
+        if not equals or not name.strip():
+            raise ValueError(f"--storage-option {pair!r}: expected KEY=VALUE")
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            parsed = value
+        options[name.strip()] = value if parsed is None or isinstance(parsed, list) else parsed
+    return options
 
 
 def _forget_instances(url: str) -> None:
@@ -247,10 +264,13 @@ def remove(location: Location) -> None:
 
 
 def check_writable(location: str) -> None:
-    """Fail early, naming the URL, when a remote output cannot be listed or written (no credentials, no
-    bucket, access denied, unreachable endpoint), before any product is tiled."""
+    """Fail early, naming the URL, when a remote output cannot be written (no credentials, no bucket,
+    access denied, unreachable endpoint), before any product is tiled: write and delete a small object."""
     probe = join(location, ".hyper400k-write-check")
-    with naming(location):
-        fs, path = _fs(probe)
-        fs.pipe_file(path, b"")
-        fs.rm_file(path)
+    try:
+        with naming(location):
+            fs, path = _fs(str(probe))
+            fs.pipe_file(path, b"")
+            fs.rm_file(path)
+    except FileNotFoundError as exc:  # S3 and GCS answer a write into a missing bucket with "not found"
+        raise OSError(errno.EIO, "no such bucket (create it first)", location) from exc
