@@ -73,7 +73,7 @@ def config(inputs: Path, output: str, work: Path, **changes: object) -> BuildCon
         work=work,
         preset=get_preset("hyper400k", tile=TILE),
         scheduler="synchronous",
-        shard_bytes=400_000,
+        shard_bytes=8_000_000,  # a few samples per shard, so resuming seeks inside one
         progress=False,
         window_products=2,
     )
@@ -177,15 +177,22 @@ def test_a_deleted_remote_shard_is_repaired_by_a_rerun(
     local_work = tmp_path / "work"
     shutil.copytree(work, local_work)
     index = read_index(catalog_generation(f"{target}/catalog.json")[2])
-    victim = index["shards"][0]["name"]
-    fs.rm_file(f"{BUCKET}/repair/shards/{victim}")
-    assert not verify_build(target).ok
+    deleted, corrupted = index["shards"][0]["name"], index["shards"][-1]["name"]
+    fs.rm_file(f"{BUCKET}/repair/shards/{deleted}")
+    data = bytearray(fs.cat_file(f"{BUCKET}/repair/shards/{corrupted}"))
+    data[len(data) // 2] ^= 0xFF  # same size: only the streamed sha256 (--verify) sees it
+    fs.pipe_file(f"{BUCKET}/repair/shards/{corrupted}", bytes(data))
+    problems = verify_build(target).problems
+    assert any(deleted in p and "missing" in p for p in problems)
+    assert any(corrupted in p and "sha256" in p for p in problems)
     inputs = tmp_path / "input"
     subset(products, inputs, ["ng-1-L1", "ng-1-L2", "ng-2-L1", "ng-2-L2"])
-    assert build(config(inputs, target, local_work)).ok
+    assert build(config(inputs, target, local_work, verify=True)).ok
     report = verify_build(target)
     assert report.ok, report.problems
     assert catalog_generation(f"{target}/catalog.json")[0] == 2
+    stored = objects(target)
+    assert f"shards/{deleted}" not in stored and f"shards/{corrupted}" not in stored  # repacked, new names
 
 
 def test_training_stream_over_plain_http(remote_build: tuple[str, Path], tmp_path: Path) -> None:
@@ -202,10 +209,14 @@ def test_training_stream_over_plain_http(remote_build: tuple[str, Path], tmp_pat
             shards = open_shards(f"{base}/catalog.json", split=a_split(url))
             assert all(str(s.path).startswith(f"{base}/shards/") for s in shards.shards)
             config_ = LoaderConfig(batch_size=2, batches_per_epoch=2, seed=1)
-            web = list(ShardDataset(shards, config_, PLAIN))
-            s3_batches = list(ShardDataset(open_shards(url, split=a_split(url)), config_, PLAIN))
+            web_set = ShardDataset(shards, config_, PLAIN)
+            s3_set = ShardDataset(open_shards(url, split=a_split(url)), config_, PLAIN)
+            web, s3_batches = list(web_set), list(s3_set)
             assert [b["key"] for b in web] == [b["key"] for b in s3_batches]
             assert all((a["image"] == b["image"]).all() for a, b in zip(web, s3_batches, strict=True))
+            for dataset in (web_set, s3_set):  # resuming: range reads on S3, read-and-drop over plain HTTP
+                dataset.set_state(0, 1)
+                assert [b["key"] for b in dataset] == [b["key"] for b in web[1:]]
             assert verify_build(base).ok
         finally:
             server.shutdown()
