@@ -97,4 +97,3 @@ def collect_remote_garbage(url: str, committed: Committed) -> list[str]:
             storage.remove(storage.join(url, path))
             removed.append(path)
     return removed
-
