@@ -27,7 +27,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
+from hyper400k import storage
 from hyper400k.sample import Sample
+from hyper400k.storage import Location, as_location
 
 INDEX_NAME = "index.json"
 INDEX_VERSION = 1
@@ -48,8 +50,8 @@ Encoded = tuple[str, dict[str, bytes]]
 class ShardError(Exception):
     """A shard (or spool tar) cannot be written or read; the message always names the file."""
 
-    def __init__(self, path: str | Path, problem: str) -> None:
-        self.path = Path(path)
+    def __init__(self, path: Location, problem: str) -> None:
+        self.path = as_location(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
 
@@ -329,7 +331,7 @@ def _split_name(name: str, path: Path) -> tuple[str, str]:
     return directory + slash + stem, extension
 
 
-def iter_encoded(tar_path: Path, *, fileobj: BinaryIO | None = None) -> Iterator[Encoded]:
+def iter_encoded(tar_path: Location, *, fileobj: BinaryIO | None = None) -> Iterator[Encoded]:
     """Stream ``(key, {member: bytes})`` samples from a shard or spool tar, without decoding any member.
 
     Consecutive members with the same key form one sample. ``fileobj``, when given, is read instead of
@@ -337,10 +339,10 @@ def iter_encoded(tar_path: Path, *, fileobj: BinaryIO | None = None) -> Iterator
     Raises :class:`ShardError` on a truncated or corrupt tar, a member name without the ``{key}.{member}``
     form, or a member repeated within a sample.
     """
-    path = Path(tar_path)
+    path = as_location(tar_path)
     with contextlib.ExitStack() as stack:
         if fileobj is None:
-            fileobj = stack.enter_context(open(path, "rb", buffering=_IO_BUFFER))
+            fileobj = stack.enter_context(storage.open_stream(path))
         key: str | None = None
         members: dict[str, bytes] = {}
         for name, data in _tar_members(fileobj, path):
@@ -459,21 +461,24 @@ def write_index(out_dir: Path, shards: list[ShardInfo], extra: dict[str, Any] | 
     return final
 
 
-def index_root(index_path: Path, index: dict[str, Any]) -> Path:
+def index_root(index_path: Location, index: dict[str, Any]) -> Location:
     """The folder that the shard names of an index are relative to: the index's own folder, or its ``base``
-    (a relative path such as ``"../.."``: a build keeps one index per generation outside the shard tree)."""
-    path = Path(index_path)
-    folder = path.parent if path.name == INDEX_NAME or path.suffix == ".json" else path
-    return Path(os.path.normpath(folder / index.get("base", ".")))
+    (a relative path such as ``"../.."``: a build keeps one index per generation outside the shard tree).
+    A URL index gives a URL root."""
+    path = as_location(index_path)
+    name = storage.name_of(path)
+    folder = storage.parent(path) if name == INDEX_NAME or name.endswith(".json") else path
+    return storage.join(folder, index.get("base", "."))
 
 
-def read_index(path: Path) -> dict[str, Any]:
-    """Read a shard index (``path`` is ``index.json`` or the folder holding it); check its structure."""
-    path = Path(path)
-    if path.is_dir():
+def read_index(path: Location) -> dict[str, Any]:
+    """Read a shard index (``path`` is ``index.json`` or the folder holding it, local or a URL); check its
+    structure."""
+    path = as_location(path)
+    if isinstance(path, Path) and path.is_dir():
         path = path / INDEX_NAME
     try:
-        index = json.loads(path.read_text(encoding="utf-8"))
+        index = json.loads(storage.read_text(path))
     except (OSError, ValueError) as exc:
         raise ShardError(path, f"cannot read the shard index: {exc}") from exc
     if not isinstance(index, dict) or any(name not in index for name in _INDEX_FIELDS):

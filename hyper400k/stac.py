@@ -43,9 +43,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pa_ds
+import pyarrow.parquet as pq
 import pyproj
 import pystac
 import shapely
@@ -56,9 +58,11 @@ from pystac.validation import GetSchemaError, validate_dict
 from shapely.geometry import Polygon, shape
 from shapely.geometry.polygon import orient
 
+from hyper400k import storage
 from hyper400k.scene import REFLECTANCE_UNITS
 from hyper400k.sensors import sensor as sensor_spec
 from hyper400k.splits import SPLITS, canonical_split
+from hyper400k.storage import Location, as_location
 
 EXT_EO = "https://stac-extensions.github.io/eo/v2.0.0/schema.json"
 EXT_PROJ = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
@@ -258,11 +262,12 @@ def generation_dir(generation: int) -> str:
     return f"{GENERATIONS_DIR}/{generation:06d}"
 
 
-def catalog_generation(catalog_path: Path) -> tuple[int | None, Path | None, Path | None]:
+def catalog_generation(catalog_path: Location) -> tuple[int | None, Location | None, Location | None]:
     """What a root ``catalog.json`` commits: its generation number (None for a catalog written without one),
-    and the absolute paths of its patch index and shard index (None where it links none)."""
-    catalog_path = Path(catalog_path)
-    text = catalog_path.read_text(encoding="utf-8")  # an OS error (permission, I/O) stays one, naming the file
+    and the locations of its patch index and shard index (None where it links none). ``catalog_path`` is a
+    local path (the results are absolute paths) or a URL (the results are URLs, hrefs followed from it)."""
+    catalog_path = as_location(catalog_path)
+    text = storage.read_text(catalog_path)  # an OS error (permission, I/O) stays one, naming the file
     try:
         root = json.loads(text)
     except ValueError as exc:
@@ -273,13 +278,35 @@ def catalog_generation(catalog_path: Path) -> tuple[int | None, Path | None, Pat
     index_href = next(
         (link["href"] for link in root.get("links", []) if link.get("rel") == REL_SHARD_INDEX), None
     )
-    base = catalog_path.parent
+    base = storage.parent(catalog_path)
     generation = root.get(GENERATION_FIELD)
     return (
         int(generation) if isinstance(generation, int) else None,
-        (base / patches_href).resolve() if patches_href else None,
-        (base / index_href).resolve() if index_href else None,
+        _follow(base, patches_href) if patches_href else None,
+        _follow(base, index_href) if index_href else None,
     )
+
+
+def _follow(base: Location, href: str) -> Location:
+    return (base / href).resolve() if isinstance(base, Path) else storage.join(base, href)
+
+
+def find_catalog(source: Location | str) -> Location | None:
+    """The root ``catalog.json`` of a build given as its folder (or prefix/URL), its ``shards/`` folder,
+    or the catalog itself; None when ``source`` is none of these. The one resolver from "a build" to
+    its committed generation: pass the result to :func:`catalog_generation`."""
+    source = as_location(source)
+    name = storage.name_of(source)
+    if name == CATALOG_FILE:
+        return source if storage.is_file(source) else None
+    if name.endswith((".json", ".parquet", ".tar")) or (isinstance(source, Path) and not source.is_dir()):
+        return None  # another file of a build (no request is spent on probing below it)
+    for folder in (source, storage.parent(source)):
+        if storage.is_file(candidate := storage.join(folder, CATALOG_FILE)):
+            return candidate
+        if storage.name_of(source) != "shards":
+            break  # only a build's own shards/ folder stands for the build above it
+    return None
 
 
 def _check_records(products: Sequence[ProductRecord], patches: Sequence[PatchRecord]) -> None:
@@ -859,15 +886,20 @@ def read_patch_index(
     if expression is not None:
         conditions.append(expression)
     where = functools.reduce(operator.and_, conditions) if conditions else None
-    return pa_ds.dataset(_patch_table_of(Path(path)), format="parquet").to_table(
-        filter=where, columns=columns
-    )
+    table = _patch_table_of(as_location(path))
+    if isinstance(table, Path):
+        return pa_ds.dataset(table, format="parquet").to_table(filter=where, columns=columns)
+    if not storage.can_seek(table):  # a plain web server need not answer the range reads parquet makes
+        return pq.read_table(pa.BufferReader(storage.read_bytes(table)), filters=where, columns=columns)
+    with storage.naming(table):
+        fs, inner = fsspec.core.url_to_fs(table)
+        return pa_ds.dataset(inner, format="parquet", filesystem=fs).to_table(filter=where, columns=columns)
 
 
-def _patch_table_of(path: Path) -> Path:
+def _patch_table_of(path: Location) -> Location:
     """The patch table a build folder or root catalog commits; any other path as it is."""
-    catalog = path / CATALOG_FILE if path.is_dir() else path
-    if catalog.name != CATALOG_FILE or not catalog.is_file():
+    catalog = find_catalog(path)
+    if catalog is None:
         return path
     _, patches, _ = catalog_generation(catalog)
     if patches is None:

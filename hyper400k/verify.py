@@ -3,7 +3,8 @@
 This is what a user runs after copying a corpus (or before training on one): every problem is reported with
 the shard name (and the sample key where there is one) instead of stopping at the first. Each shard is read
 once, in 1 MiB chunks: the same bytes feed the sha256 and the sample decoder, so memory stays bounded by the
-largest sample and the cost is one sequential read of the corpus.
+largest sample and the cost is one sequential read of the corpus. A build in an object store or on a web
+server (a URL) is verified the same way, each shard streamed once (:mod:`hyper400k.storage`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from hyper400k import storage
 from hyper400k.progress import progress_bar
 from hyper400k.sample import Sample, SchemaError
 from hyper400k.shards import (
@@ -27,6 +29,7 @@ from hyper400k.shards import (
     shard_keys,
 )
 from hyper400k.stac import CATALOG_FILE, catalog_generation, read_patch_index
+from hyper400k.storage import Location, as_location
 
 _CHUNK = 1 << 20
 
@@ -87,7 +90,7 @@ class _HashingReader:
 
 
 def verify_shards(
-    directory: Path,
+    directory: Location,
     *,
     check_samples: bool = True,
     progress: bool = False,
@@ -104,8 +107,9 @@ def verify_shards(
     keys of every readable shard (by index name), for cross-checks against the patch table. With
     ``generation`` (the index is a build generation's), unlisted files are listed as ``uncommitted``.
     """
-    directory = Path(directory)
-    index_path = directory if directory.is_file() else directory / INDEX_NAME
+    directory = as_location(directory)
+    is_index = storage.name_of(directory).endswith(".json")
+    index_path = directory if is_index else storage.join(directory, INDEX_NAME)
     report = VerifyReport(str(directory))
     try:
         index = read_index(index_path)
@@ -122,12 +126,12 @@ def verify_shards(
         report.problems.append(f"{INDEX_NAME}: total_bytes disagrees with the sum over shards")
 
     seen: dict[str, str] = {}
-    existing = [entry for entry in entries if (directory / entry["name"]).is_file()]
-    total = sum((directory / entry["name"]).stat().st_size for entry in existing)
+    sizes = {entry["name"]: storage.size(storage.join(directory, entry["name"])) for entry in entries}
+    total = sum(size for size in sizes.values() if size is not None)
     with progress_bar(total=total, unit="B", unit_scale=True, desc="verify", disable=not progress) as bar:
         for entry in entries:
-            path = directory / entry["name"]
-            if not path.is_file():
+            path = storage.join(directory, entry["name"])
+            if sizes[entry["name"]] is None:
                 report.problems.append(f"{entry['name']}: listed in {INDEX_NAME} but missing")
                 continue
             found = _check_shard(path, entry, seen, report, check_samples, bar.update)
@@ -137,36 +141,43 @@ def verify_shards(
     return report
 
 
-def _header_keys(path: Path, name: str, report: VerifyReport) -> list[str]:
+def _header_keys(path: Location, name: str, report: VerifyReport) -> list[str]:
     try:
+        if not isinstance(path, Path):  # no cheap seeks over a stream: read it once
+            return [key for key, _ in iter_encoded(path)]
         return shard_keys(path)
     except ShardError as exc:
         report.problems.append(f"{name}: {exc.problem}")
         return []
 
 
-def _check_listing(directory: Path, listed: list[str], report: VerifyReport, unlisted: list[str]) -> None:
+def _check_listing(
+    directory: Location, listed: list[str], report: VerifyReport, unlisted: list[str]
+) -> None:
     """Report repeated index entries, and (into ``unlisted``) unlisted shards and temp files left by an
     interrupted write.
 
     Shards may sit in subfolders (index names like ``aviris-ng-L1/aviris-ng-L1-000000.tar``), so the whole tree
-    is searched.
+    is searched (a plain web server cannot be listed: there, only the listed shards are checked).
     """
     names = set(listed)
     if len(names) != len(listed):
         report.problems.append(f"{INDEX_NAME}: lists a shard more than once")
-    for path in sorted(directory.rglob("*.tar")):
-        name = path.relative_to(directory).as_posix()
-        if name not in names:
+    present = [] if _unlistable(directory) else storage.list_files(directory)
+    for name in present:
+        if name.endswith(".tar") and name not in names:
             unlisted.append(f"{name}: shard not listed in {INDEX_NAME}")
-    for path in sorted(directory.rglob(f"*.tar{TEMP_SUFFIX}")):
-        unlisted.append(
-            f"{path.relative_to(directory).as_posix()}: unfinished temp shard (an interrupted write)"
-        )
+    for name in present:
+        if name.endswith(f".tar{TEMP_SUFFIX}"):
+            unlisted.append(f"{name}: unfinished temp shard (an interrupted write)")
+
+
+def _unlistable(location: Location) -> bool:
+    return isinstance(location, str) and location.startswith(("http://", "https://"))
 
 
 def _check_shard(
-    path: Path,
+    path: Location,
     entry: dict[str, Any],
     seen: dict[str, str],
     report: VerifyReport,
@@ -178,7 +189,7 @@ def _check_shard(
     name = entry["name"]
     samples = 0
     keys: list[str] = []
-    with open(path, "rb", buffering=_CHUNK) as stream:
+    with storage.open_stream(path) as stream:
         reader = _HashingReader(stream, on_bytes)
         if check_samples:
             try:
@@ -215,7 +226,9 @@ def _check_sample(
         report.problems.append(f"{shard}: sample {key}: undecodable: {exc!r}")
 
 
-def verify_build(build_dir: Path, *, check_samples: bool = True, progress: bool = False) -> VerifyReport:
+def verify_build(
+    build_dir: Location, *, check_samples: bool = True, progress: bool = False
+) -> VerifyReport:
     """Check a build's committed generation: its shards (as :func:`verify_shards`), and that the shard
     index, the patch table and the catalog describe the same samples.
 
@@ -224,13 +237,13 @@ def verify_build(build_dir: Path, *, check_samples: bool = True, progress: bool 
     has an Item and every Item's ``hyper400k:tiles_kept`` equals its rows; the index's windows cover its
     shards exactly.
     """
-    build_dir = Path(build_dir)
-    catalog = build_dir / CATALOG_FILE
+    build_dir = as_location(build_dir)
+    catalog = storage.join(build_dir, CATALOG_FILE)
     try:
         generation, patches_path, index_path = catalog_generation(catalog)
     except ValueError as exc:
         return VerifyReport(str(build_dir), problems=[str(exc)])
-    if index_path is None or not index_path.is_file():
+    if index_path is None or not storage.is_file(index_path):
         return VerifyReport(str(build_dir), problems=[f"{CATALOG_FILE}: links no readable shard index"])
     keys: dict[str, list[str]] = {}
     report = verify_shards(
@@ -248,7 +261,7 @@ def verify_build(build_dir: Path, *, check_samples: bool = True, progress: bool 
     _check_windows(index, report)
     if patches_path is None and index["total_samples"] == 0:
         rows: dict[str, list[Any]] = {"id": [], "hyper400k:shard": [], "hyper400k:product": []}
-    elif patches_path is None or not patches_path.is_file():
+    elif patches_path is None or not storage.is_file(patches_path):
         report.problems.append(f"{CATALOG_FILE}: links no readable patch table")
         return report
     else:
@@ -260,10 +273,13 @@ def verify_build(build_dir: Path, *, check_samples: bool = True, progress: bool 
     return report
 
 
-def _shard_href_prefix(build_dir: Path, index_path: Path, index: dict[str, Any]) -> str:
+def _shard_href_prefix(build_dir: Location, index_path: Location, index: dict[str, Any]) -> str:
     """What the patch table puts before an index shard name: the shard root relative to the build."""
-    root = index_root(index_path, index).resolve()
-    relative = root.relative_to(build_dir.resolve()).as_posix()
+    root = index_root(index_path, index)
+    if isinstance(root, Path) and isinstance(build_dir, Path):
+        relative = root.resolve().relative_to(build_dir.resolve()).as_posix()
+    else:
+        relative = str(root).removeprefix(str(storage.join(build_dir, "."))).strip("/") or "."
     return "" if relative == "." else relative + "/"
 
 
@@ -297,7 +313,7 @@ def _check_patch_rows(
             report.problems.append(f"patch table: row {key} names {href}, which does not hold it")
 
 
-def _check_items(catalog: Path, rows: dict[str, list[Any]], report: VerifyReport) -> None:
+def _check_items(catalog: Location, rows: dict[str, list[Any]], report: VerifyReport) -> None:
     """Catalog ↔ patch table: an Item per product with patches, and matching patch counts."""
     per_product: dict[str, int] = {}
     for product in rows["hyper400k:product"]:
@@ -313,19 +329,19 @@ def _check_items(catalog: Path, rows: dict[str, list[Any]], report: VerifyReport
             )
 
 
-def _item_counts(catalog: Path) -> list[tuple[str, int]]:
+def _item_counts(catalog: Location) -> list[tuple[str, int]]:
     """(product id, tiles kept) of every Item reachable from the root by child and item links."""
     found = []
-    pending = [catalog.resolve()]
+    pending = [catalog.resolve() if isinstance(catalog, Path) else catalog]
     while pending:
         path = pending.pop()
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(storage.read_text(path))
         except (OSError, ValueError):
             continue
         if data.get("type") == "Feature":
             found.append((data["id"], int(data.get("properties", {}).get("hyper400k:tiles_kept", 0))))
         for link in data.get("links", []):
             if link.get("rel") in ("child", "item") and "://" not in link.get("href", "://"):
-                pending.append((path.parent / link["href"]).resolve())
+                pending.append(storage.join(storage.parent(path), link["href"]))
     return found

@@ -7,6 +7,10 @@ durable, so the disk holds the corpus plus the windows in flight. The output is 
 rewrites only the windows that held a removed product, and repairs missing or damaged shards (size always,
 sha256 with ``verify``), re-tiling their products when the spools are gone.
 
+The output is a local folder or an object-store prefix (``s3://``, ``gs://``): a remote build runs in a
+local work folder and publishes shards as they are packed and the generation's files with ``catalog.json``
+last (see :mod:`pipelines.remote`).
+
 Resumable: a product whose ``record.json`` exists is not tiled again while its spool is needed and there;
 a window whose record exists is not packed again; a failed product is recorded with its reason and retried by
 the next run; a killed build leaves the previous generation readable and the next run completes the new one.
@@ -20,12 +24,13 @@ import logging
 import os
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from dask.distributed import Client, LocalCluster, as_completed
 
+from hyper400k import storage
 from hyper400k.discovery import list_input
 from hyper400k.download import fetch_all
 from hyper400k.envi_header import find_data_file
@@ -51,6 +56,13 @@ from pipelines.generation import (
 )
 from pipelines.pack import SHARDS, WindowRecord, WindowSpec, load_window_record, pack_window
 from pipelines.product_task import ProductJob, failed_record, load_record, output_refused, run_product
+from pipelines.remote import (
+    collect_remote_garbage,
+    default_work_dir,
+    pull_committed,
+    push_generation,
+    push_report,
+)
 from pipelines.report import write_report
 
 log = logging.getLogger(__name__)
@@ -62,7 +74,7 @@ class BuildConfig:
     """What to build and how; every field has a CLI option of the same name."""
 
     input: Path
-    output: Path
+    output: Path | str  # a folder, or an object-store URL (s3://bucket/prefix, gs://bucket/prefix)
     preset: Preset
     scheduler: str | None = (
         None  # address of a running dask scheduler, "synchronous", or None for a LocalCluster
@@ -76,6 +88,8 @@ class BuildConfig:
     verify: bool = False  # also check committed shards' sha256 (reads every byte), not only their sizes
     keep_downloads: bool = False  # keep what a manifest build fetched after its product is tiled
     force: bool = False  # rebuild an existing build under other settings (else that is refused)
+    work: Path | None = None  # local work folder of a remote output (default: one per URL in the user cache)
+    storage_options: dict[str, Any] = field(default_factory=dict)  # fsspec options of a remote output
 
 
 @dataclass
@@ -83,7 +97,7 @@ class BuildResult:
     records: list[dict[str, Any]]
     failures: list[dict[str, Any]]
     report_path: Path
-    catalog_path: Path | None
+    catalog_path: storage.Location | None
     ignored: list[dict[str, str]] = field(default_factory=list)  # files under INPUT that are no product
 
     @property
@@ -173,7 +187,7 @@ def plan_jobs(
         unique.append(item)
     splits = split_flight_lines(sorted({i.flight_line for i in unique}), config.split_fractions, config.seed)
     splits.update({line: split for line, split in (pinned or {}).items() if line in splits})
-    work, downloads = config.output / "work", config.output / DOWNLOADS
+    work, downloads = Path(config.output) / "work", Path(config.output) / DOWNLOADS
     jobs = [
         ProductJob(
             item.location,
@@ -289,8 +303,17 @@ def committed_splits(work: Path, committed: Committed | None, settings: dict[str
 def build(config: BuildConfig, on_stage: Callable[[str], None] | None = None) -> BuildResult:
     """Run the whole build; see the module docstring for the guarantees."""
     stage = on_stage or (lambda message: log.info(message))
-    output = config.output
+    url = str(config.output).rstrip("/") if storage.is_url(config.output) else ""
+    if url:
+        storage.configure(url, config.storage_options)
+        storage.check_writable(url)
+        config = replace(config, output=config.work or default_work_dir(url))
+        stage(f"building in {config.output}, publishing to {url}")
+    output = Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
+    if url:
+        pull_committed(url, output)
+    shards_url = str(storage.join(url, SHARDS)) if url else ""
     settings = build_settings(config)
     committed = load_committed(output)
     check_settings(output, committed, settings, config.force)
@@ -311,29 +334,49 @@ def build(config: BuildConfig, on_stage: Callable[[str], None] | None = None) ->
             settings,
             window_products=config.window_products,
             checksum=config.verify,
+            shards_url=shards_url,
         )
+        if url:
+            _publish_to(plan, shards_url, config.storage_options)
         for window, problems in sorted(plan.repaired.items()):
             log.warning("window %s is damaged (%s): packing it again", window, "; ".join(problems))
         stage(f"tiling and packing {len(plan.fresh) + len(plan.derived)} windows of {len(jobs)} products")
-        packed, failed = run_plan(plan, records, config, stage)
+        packed, failed = run_plan(plan, records, config, stage, shards_url)
         failures += failed
         windows = [window for window in plan.kept + packed if window.products]  # not windows of failures only
         built = [records[p] for w in windows for p in w.products if records.get(p)]
-        catalog_path: Path | None = output / CATALOG_FILE if committed else None
+        catalog_path: storage.Location | None = output / CATALOG_FILE if committed else None
         if windows and (plan.changed or committed is None):
             stage(f"writing generation {plan.generation}")
             write_generation_index(output, plan.generation, windows, built, settings)
             stage(f"writing the STAC catalog of generation {plan.generation}")
             catalog_path = write_catalog(output, built, windows, plan.generation)
+            if url:
+                stage(f"uploading generation {plan.generation}, catalog.json last")
+                push_generation(output, url, plan.generation)
             stage(f"committed generation {plan.generation}")
             committed = load_committed(output)
         if committed is not None:
             stage("removing files no generation uses")
             collect_garbage(output, committed)
+            if url:
+                collect_remote_garbage(url, committed)
         stage("writing the report")
         report_path = write_report(output, built, failures, committed.index if committed else {}, ignored)
         _record_failures(output, failures)  # last: a build that stops midway leaves the previous one whole
+        if url:
+            push_report(output, url)
+            catalog_path = storage.join(url, CATALOG_FILE) if catalog_path is not None else None
         return BuildResult(built, failures, report_path, catalog_path, ignored)
+
+
+def _publish_to(plan: Plan, shards_url: str, options: dict[str, Any]) -> None:
+    """Make every packing task of ``plan`` upload its shards to ``shards_url`` (and read the shards of
+    derived windows from there)."""
+    remote = {"shards_url": shards_url, "storage_options": tuple(sorted(options.items()))}
+    for window in plan.fresh:
+        window.spec = replace(window.spec, **remote)
+    plan.derived = [replace(spec, **remote) for spec in plan.derived]
 
 
 def run_plan(
@@ -341,25 +384,28 @@ def run_plan(
     records: dict[str, dict[str, Any] | None],
     config: BuildConfig,
     stage: Callable[[str], None] = log.info,
+    shards_url: str = "",
 ) -> tuple[list[WindowRecord], list[dict[str, Any]]]:
     """Tile the products that need it and pack every window of ``plan``, as Dask tasks (or in this
     process with the synchronous scheduler). Windows a killed run already packed are read back.
 
     ``records`` is updated with every product tiled. Returns the packed windows and the failures (products
-    whose tiling failed, or whose window could not be packed: the next build retries them).
+    whose tiling failed, or whose window could not be packed: the next build retries them). ``shards_url``
+    is where the committed shards are when the output is an object store.
     """
-    output = config.output
+    output = Path(config.output)
+    root: storage.Location = shards_url or output / SHARDS
     packed: list[WindowRecord] = []
     fresh: list[FreshWindow] = []
     derived: list[WindowSpec] = []
     for window in plan.fresh:
-        done = _finished(output, window.spec.window_id)
+        done = _finished(output, window.spec.window_id, root)
         if done:
             packed.append(done)
         else:
             fresh.append(window)
     for spec in plan.derived:
-        done = _finished(output, spec.window_id)
+        done = _finished(output, spec.window_id, root)
         if done:
             packed.append(done)
         else:
@@ -393,15 +439,12 @@ def run_plan(
     return packed, failures
 
 
-def _finished(output: Path, window_id: str) -> WindowRecord | None:
-    """The record of a window a previous (killed) run packed, if its shards are all there."""
+def _finished(output: Path, window_id: str, root: storage.Location) -> WindowRecord | None:
+    """The record of a window a previous (killed) run packed, if its shards are all there (under ``root``)."""
     record = load_window_record(output, window_id)
     if record is None:
         return None
-    intact = all(
-        (output / SHARDS / s["name"]).is_file() and (output / SHARDS / s["name"]).stat().st_size == s["bytes"]
-        for s in record.shards
-    )
+    intact = all(storage.size(storage.join(root, s["name"])) == s["bytes"] for s in record.shards)
     return record if intact else None
 
 

@@ -145,7 +145,13 @@ def tile(
 @app.command()
 def build(
     input: Annotated[Path, typer.Argument(help="Folder of products, or a manifest (YAML/JSON) to download.")],
-    output: Annotated[Path, typer.Argument(help="Output folder: shards/, catalog.json, report/.")],
+    output: Annotated[
+        str,
+        typer.Argument(
+            help="Output folder (shards/, catalog.json, report/), or an object-store prefix such as "
+            "s3://bucket/prefix or gs://bucket/prefix."
+        ),
+    ],
     preset: Annotated[
         str, typer.Option(help="Tiling + quality preset: hyper400k or hyper400k-qa.")
     ] = "hyper400k",
@@ -175,6 +181,21 @@ def build(
     force: Annotated[
         bool, typer.Option("--force", help="Rebuild an existing build whose settings differ (else refused).")
     ] = False,
+    work: Annotated[
+        Path | None,
+        typer.Option(
+            help="Local work folder of an s3:// or gs:// output (spools, window records, one window of shards "
+            "at a time); keep it between runs. Default: a folder per output URL under ~/.cache/hyper400k.",
+        ),
+    ] = None,
+    storage_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--storage-option",
+            help="KEY=VALUE option of the object-store filesystem (s3fs, gcsfs), e.g. endpoint_url=http://"
+            "host:9000; repeatable. Credentials otherwise come from the usual AWS_* / GOOGLE_* settings.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Build the corpus: tile + filter every product, pack shards, write the STAC catalog and report.
@@ -184,6 +205,7 @@ def build(
     shard size, seed, splits) is refused unless --force, which rebuilds everything under the new ones."""
     from hyper400k.presets import get_preset
     from hyper400k.splits import SPLITS
+    from hyper400k.storage import is_url, parse_storage_options
     from pipelines.build import BuildConfig
     from pipelines.build import build as run_build
 
@@ -195,7 +217,7 @@ def build(
         ) from exc
     config = BuildConfig(
         input=input,
-        output=output,
+        output=output if is_url(output) else Path(output),
         preset=get_preset(preset, tile_size, stride),
         scheduler=scheduler,
         workers=workers,
@@ -207,6 +229,8 @@ def build(
         verify=verify,
         keep_downloads=keep_downloads,
         force=force,
+        work=work,
+        storage_options=parse_storage_options(storage_option or []),
     )
     result = run_build(config, on_stage=lambda message: err.print(f"[cyan]{message}[/cyan]"))
     samples = sum(r["kept"] for r in result.records)
@@ -244,21 +268,33 @@ def build(
 @app.command()
 def verify(
     directory: Annotated[
-        Path, typer.Argument(help="A build folder (with catalog.json), or a shard folder with index.json.")
+        str,
+        typer.Argument(
+            help="A build folder (with catalog.json) or its URL (s3://, gs://, https://), or a shard folder "
+            "with index.json."
+        ),
     ],
     samples: Annotated[bool, typer.Option(help="Also decode and schema-check every sample.")] = True,
+    storage_option: Annotated[
+        list[str] | None,
+        typer.Option("--storage-option", help="KEY=VALUE option of the object-store filesystem; repeatable."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Check every shard against the index (size, sha256) and every sample against the schema; in a build,
     also cross-check the index, patch table and catalog (counts and keys)."""
+    from hyper400k.stac import find_catalog
+    from hyper400k.storage import as_location, configure, is_url, parent, parse_storage_options
     from hyper400k.verify import verify_build, verify_shards
 
-    if not (directory / "index.json").is_file() and (directory.parent / "catalog.json").is_file():
-        directory = directory.parent  # a build's shards/ folder: verify the build's committed generation
-    if (directory / "catalog.json").is_file():
-        report = verify_build(directory, check_samples=samples, progress=not as_json)
+    if is_url(directory):
+        configure(directory, parse_storage_options(storage_option or []))
+    location = as_location(directory)
+    catalog = find_catalog(location)
+    if catalog is not None:
+        report = verify_build(parent(catalog), check_samples=samples, progress=not as_json)
     else:
-        report = verify_shards(directory, check_samples=samples, progress=not as_json)
+        report = verify_shards(location, check_samples=samples, progress=not as_json)
     typer.echo(report.to_json() if as_json else report.to_text())
     if not report.ok:
         raise typer.Exit(code=EXIT_FAILED)

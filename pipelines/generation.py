@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from hyper400k import storage
 from hyper400k.sensors import identify
-from hyper400k.shards import ShardError, index_root, read_index, shard_keys, write_index
+from hyper400k.shards import ShardError, index_root, iter_encoded, read_index, shard_keys, write_index
 from hyper400k.stac import CATALOG_FILE, GENERATIONS_DIR, STAGING_PREFIX, catalog_generation, generation_dir
 from pipelines.pack import (
     SHARDS,
@@ -98,33 +99,29 @@ def load_committed(output: Path) -> Committed | None:
     return Committed(generation, index_path, index)
 
 
-def check_shards(output: Path, committed: Committed, *, checksum: bool) -> dict[str, list[str]]:
+def check_shards(
+    output: Path, committed: Committed, *, checksum: bool, shards_url: str = ""
+) -> dict[str, list[str]]:
     """Problems per committed window: shards missing or of the wrong size (always), or of the wrong
-    sha256 (with ``checksum``, which reads every byte). Empty when every shard is intact."""
-    root = index_root(committed.index_path, committed.index)
+    sha256 (with ``checksum``, which streams every byte). Empty when every shard is intact. The shards are
+    those under the index's root, or under ``shards_url`` for a build to an object store."""
+    root = shards_url or index_root(committed.index_path, committed.index)
     entries = committed.shard_entries
     problems: dict[str, list[str]] = {}
     for window in committed.windows:
         for name in window["shards"]:
-            entry, path = entries[name], root / name
-            if not path.is_file():
+            entry, path = entries[name], storage.join(root, name)
+            size = storage.size(path)
+            if size is None:
                 problem = f"{name}: missing"
-            elif path.stat().st_size != entry["bytes"]:
-                problem = f"{name}: size {path.stat().st_size} bytes, index says {entry['bytes']}"
-            elif checksum and _sha256(path) != entry["sha256"]:
+            elif size != entry["bytes"]:
+                problem = f"{name}: size {size} bytes, index says {entry['bytes']}"
+            elif checksum and storage.sha256(path) != entry["sha256"]:
                 problem = f"{name}: sha256 differs from the index"
             else:
                 continue
             problems.setdefault(window["id"], []).append(problem)
     return problems
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def plan_generation(
@@ -136,16 +133,18 @@ def plan_generation(
     *,
     window_products: int,
     checksum: bool,
+    shards_url: str = "",
 ) -> Plan:
     """The windows of the next generation (see the module docstring). ``records`` are the finished
     product records by id (None where a product has none); ``settings`` (preset, shard size, seed) must
-    equal the committed generation's for any of its windows to be kept."""
+    equal the committed generation's for any of its windows to be kept. ``shards_url`` is where the
+    committed shards are when the build's output is an object store."""
     plan = Plan(generation=committed.generation + 1 if committed else 1)
     wanted = {job.product_id: job for job in jobs}
     assigned: set[str] = set()
     if committed is not None:
         same_settings = committed.index.get("settings") == settings
-        damage = check_shards(output, committed, checksum=checksum)
+        damage = check_shards(output, committed, checksum=checksum, shards_url=shards_url)
         for window in sorted(committed.windows, key=lambda w: w["id"]):
             present = [p for p in window["products"] if p in wanted]
             assigned.update(present)
@@ -172,7 +171,9 @@ def plan_generation(
             else:
                 plan.kept.append(
                     WindowRecord(
-                        window["id"], window["products"], _entries_with_keys(output, window, committed)
+                        window["id"],
+                        window["products"],
+                        _entries_with_keys(output, window, committed, shards_url),
                     )
                 )
     unassigned: dict[str, list[ProductJob]] = {}
@@ -216,13 +217,20 @@ def _expected_group(job: ProductJob) -> str:
     return group_name(name.sensor, name.level) if name else "other"
 
 
-def _entries_with_keys(output: Path, window: dict[str, Any], committed: Committed) -> list[dict[str, Any]]:
+def _entries_with_keys(
+    output: Path, window: dict[str, Any], committed: Committed, shards_url: str = ""
+) -> list[dict[str, Any]]:
     """The shard entries of a committed window with their keys: from its window record, or (when ``work/``
-    was cleared) from the shards' tar headers."""
+    was cleared) from the shards' tar headers (by one streamed read of each shard in an object store)."""
     path = window_record_path(output, window["id"])
     if path.is_file():
         return list(json.loads(path.read_text())["shards"])
     entries = committed.shard_entries
+    if shards_url:
+        return [
+            entries[name] | {"keys": [key for key, _ in iter_encoded(storage.join(shards_url, name))]}
+            for name in window["shards"]
+        ]
     return [entries[name] | {"keys": shard_keys(output / SHARDS / name)} for name in window["shards"]]
 
 

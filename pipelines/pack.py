@@ -9,7 +9,9 @@ window's flight lines; the loader shuffles across shards.
 A window is written once under names that carry its id, then never touched: the next generation keeps it
 byte-identical, replaces it by a new window (a product was removed or a shard was damaged), or drops it.
 Its record, ``work/windows/<id>.json``, is written after its shards are durable and before the spools of its
-products are deleted, so a crash at any point either redoes the window or finds it finished.
+products are deleted, so a crash at any point either redoes the window or finds it finished. For a build to
+an object store (``shards_url``), "durable" means uploaded: each finished shard is PUT there and its local
+copy deleted before the record is written (:mod:`pipelines.remote`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hyper400k import storage
 from hyper400k.sample import sample_key
 from hyper400k.shards import ShardInfo, ShardWriter, interleave, iter_encoded
 
@@ -42,6 +45,8 @@ class WindowSpec:
     Fresh windows take their samples from the products' spools (``products``: their ``record.json`` dicts
     arrive as task arguments). A window derived from an earlier one (``source_shards``, paths relative to
     the build) copies those shards' samples in order, leaving out the keys of products not in ``keep``.
+    ``shards_url`` is the shard tree of a build to an object store (shards are written under ``output``,
+    then uploaded there); ``storage_options`` are its filesystem options, as ``(name, value)`` pairs.
     """
 
     window_id: str
@@ -50,6 +55,12 @@ class WindowSpec:
     seed: int
     source_shards: tuple[str, ...] = ()
     keep: tuple[str, ...] = ()
+    shards_url: str = ""
+    storage_options: tuple[tuple[str, Any], ...] = ()
+
+    def shard_root(self) -> storage.Location:
+        """Where the build's finished shards live: the store's shard tree, or ``output/shards``."""
+        return self.shards_url or Path(self.output) / SHARDS
 
 
 @dataclass
@@ -85,14 +96,21 @@ def pack_window(spec: WindowSpec, *records: dict[str, Any]) -> dict[str, Any]:
     """
     output = Path(spec.output)
     start = time.perf_counter()
+    if spec.shards_url:
+        storage.configure(spec.shards_url, dict(spec.storage_options))  # a worker process of its own
     if spec.source_shards:
         products = sorted(spec.keep)
-        route = _route_derived(output, spec)
+        route = _route_derived(spec)
     else:
         packed = sorted((r for r in records if r.get("status") == "ok"), key=lambda r: r["product_id"])
         products = [r["product_id"] for r in packed]
         route = _route_fresh(packed, spec.seed)
     shards = write_window_shards(output, spec.window_id, spec.shard_bytes, route)
+    if spec.shards_url:
+        for shard in shards:
+            local = output / SHARDS / shard["name"]
+            storage.put_file(local, storage.join(spec.shards_url, shard["name"]))
+            local.unlink()
     record = WindowRecord(spec.window_id, products, shards, time.perf_counter() - start)
     path = window_record_path(output, spec.window_id)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -144,12 +162,12 @@ def _route_fresh(records: list[dict[str, Any]], seed: int) -> Iterator[tuple[tup
         yield target[key], key, members
 
 
-def _route_derived(output: Path, spec: WindowSpec) -> Iterator[tuple[tuple[str, str], str, dict]]:
+def _route_derived(spec: WindowSpec) -> Iterator[tuple[tuple[str, str], str, dict]]:
     """Samples of the source shards in order, without those of products outside ``spec.keep``."""
     keep = {sample_key(product, 0, 0).rpartition("_r")[0] for product in spec.keep}
     for name in spec.source_shards:
         group, split, _ = name.split("/", 2)
-        for key, members in iter_encoded(output / SHARDS / name):
+        for key, members in iter_encoded(storage.join(spec.shard_root(), name)):
             match = _KEY_PRODUCT.match(key)
             if match is not None and match.group(1) in keep:
                 yield (group, split), key, members

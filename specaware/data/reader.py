@@ -9,6 +9,11 @@ Reading is the loader's hot path, so it avoids the copies that reading members i
 * ``.npy`` members are decoded as views of those buffers (``np.frombuffer``), not copied again;
 * skipping to the ``n``-th sample (resuming) walks the tar headers and seeks over member data.
 
+A shard given by URL (``s3://``, ``gs://``, ``https://``) is streamed front to back through fsspec instead
+(:func:`hyper400k.storage.open_stream`): object stores in large read-ahead blocks, where a resume's header
+walk seeks by range requests; a plain HTTP server as one download, where a resume reads and drops the
+samples before the position (a static server need not answer range requests).
+
 The sample contract is the same one :meth:`Sample.decode` enforces: :func:`decode` runs
 :func:`hyper400k.sample.schema_problems` and raises :class:`SchemaError` with the same message. Shards are
 immutable once written (the writer renames complete files into place); truncating one in place while it is
@@ -17,6 +22,7 @@ being read would be a fatal signal (SIGBUS) for the reading process rather than 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -29,8 +35,10 @@ from typing import BinaryIO, Literal, cast
 
 import numpy as np
 
+from hyper400k import storage
 from hyper400k.sample import MEMBERS, Sample, SchemaError, schema_problems
 from hyper400k.shards import ShardError, iter_encoded
+from hyper400k.storage import Location
 from specaware.data.report import SkipCounters
 from specaware.data.source import Shard
 
@@ -108,12 +116,14 @@ def _npy_view(buffer: Member) -> np.ndarray:
     return array if array.flags.writeable else array.copy()
 
 
-def sha256_of(path: Path) -> str:
+def sha256_of(path: Location) -> str:
+    if not isinstance(path, Path):
+        return storage.sha256(path)
     with open(path, "rb") as stream:
         return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
-def skip_samples(stream: BinaryIO, path: Path, count: int, keys: frozenset[str] | None) -> None:
+def skip_samples(stream: BinaryIO, path: Location, count: int, keys: frozenset[str] | None) -> None:
     """Position ``stream`` (at the start of a tar) on the first sample after ``count`` samples, counting only
     keys in ``keys`` when given. Reads headers only and seeks over member data. When the shard holds fewer
     samples, the stream is left at the end of the archive."""
@@ -162,26 +172,25 @@ class ShardReader:
         self.verify = verify
         self.on_bad_shard = on_bad_shard
         self.on_bad_sample = on_bad_sample
-        self._verified: set[Path] = set()
+        self._verified: set[Location] = set()
 
     def samples(self, shard: Shard, skip: int = 0) -> Iterator[Sample]:
         """The (selected) samples of ``shard`` after the first ``skip`` of them."""
         try:
             self._check(shard)
-            stream = cast(BinaryIO, _MappedShard(shard.path))
-            if skip:
-                skip_samples(stream, shard.path, skip, shard.keys)
-            for key, members in iter_encoded(shard.path, fileobj=stream):
-                if shard.keys is not None and key not in shard.keys:
-                    continue
-                try:
-                    sample = decode(key, members)
-                except SchemaError as exc:
-                    if self.on_bad_sample == "raise":
-                        raise
-                    self.counters.sample_skipped(str(shard.path), str(exc))
-                    continue
-                yield sample
+            with self._open(shard.path) as stream:
+                drop = 0
+                if skip and storage.can_seek(shard.path):
+                    skip_samples(stream, shard.path, skip, shard.keys)
+                else:
+                    drop = skip
+                for key, members in iter_encoded(shard.path, fileobj=stream):
+                    if shard.keys is not None and key not in shard.keys:
+                        continue
+                    if drop:
+                        drop -= 1
+                        continue
+                    yield from self._decoded(shard, key, members)
         except ShardError as exc:
             if self.on_bad_shard == "raise":
                 raise
@@ -191,6 +200,22 @@ class ShardReader:
             if self.on_bad_shard == "raise":
                 raise error from exc
             self.counters.shard_skipped(str(shard.path), error.problem)
+
+    @staticmethod
+    def _open(path: Location) -> contextlib.AbstractContextManager[BinaryIO]:
+        """A local shard as a memory map (see the module doc), a URL as a sequential stream."""
+        if isinstance(path, Path):
+            return contextlib.nullcontext(cast(BinaryIO, _MappedShard(path)))
+        return storage.open_stream(path)
+
+    def _decoded(self, shard: Shard, key: str, members: Mapping[str, Member]) -> Iterator[Sample]:
+        """The sample, or nothing when it violates the schema and bad samples are skipped."""
+        try:
+            yield decode(key, members)
+        except SchemaError as exc:
+            if self.on_bad_sample == "raise":
+                raise
+            self.counters.sample_skipped(str(shard.path), str(exc))
 
     def _check(self, shard: Shard) -> None:
         if not self.verify or shard.path in self._verified:
