@@ -84,13 +84,16 @@ def filter_build(
     ``rules_file`` is the YAML the rules came from (its name, text and sha256 go into the provenance);
     ``shard_bytes`` defaults to the source build's shard size. See the module docstring for the guarantees."""
     source, output = Path(source), Path(output)
+    if shard_bytes is not None and shard_bytes <= 0:
+        raise ValueError(f"the shard size must be positive, got {shard_bytes} bytes")
     committed = _committed(source)
     _check_output(source, output)
     records = _source_records(source, committed)
     _check_fields(rules, records, rules_file, source)
     verdicts = _verdicts(rules, records, source)
     settings = dict(committed.index.get("settings", {}))
-    shard_bytes = shard_bytes or int(settings.get("shard_bytes", 1_000_000_000))
+    if shard_bytes is None:
+        shard_bytes = int(settings.get("shard_bytes", 1_000_000_000))
     rules_info = _rules_info(rules, rules_file)
     provenance = {
         "source": str(source.resolve()),
