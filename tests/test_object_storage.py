@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import http.server
 import shutil
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -256,6 +257,28 @@ def test_output_problems_are_one_line_naming_the_url(
     assert "Traceback" not in result.stderr
     assert line.startswith(f"error: {url}: ") and expected in line
     assert not (tmp_path / "work").exists() or not any((tmp_path / "work").rglob("*.tar"))
+
+
+def test_an_unreachable_endpoint_is_named(s3: str, products: Path, tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    url = f"s3://{BUCKET}/unreachable"
+    args = ["build", str(products), url, "--storage-option", f"endpoint_url=http://127.0.0.1:{closed}"]
+    try:
+        result = CliRunner().invoke(app, args + ["--work", str(tmp_path / "work")])
+    finally:
+        fsspec.config.conf.pop("s3", None)
+        fsspec.get_filesystem_class("s3").clear_instance_cache()
+    assert result.exit_code == EXIT_SYSTEM, result.output
+    (line,) = [text for text in result.stderr.splitlines() if text.startswith("error:")]
+    assert line.startswith(f"error: {url}: EndpointConnectionError")
+
+
+def test_work_is_refused_for_a_local_output(products: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["build", str(products), str(tmp_path / "out"), "--work", str(tmp_path)])
+    assert result.exit_code == 2 and "--work" in result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_build_cli_takes_storage_options(s3: str, products: Path, tmp_path: Path, monkeypatch) -> None:
