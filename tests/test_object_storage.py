@@ -28,6 +28,7 @@ from hyper400k.console import EXIT_SYSTEM  # noqa: E402
 from hyper400k.presets import get_preset  # noqa: E402
 from hyper400k.shards import read_index  # noqa: E402
 from hyper400k.stac import catalog_generation, read_patch_index  # noqa: E402
+from hyper400k.storage import as_location, is_url, join, parent, parse_storage_options  # noqa: E402
 from hyper400k.synth import generate  # noqa: E402
 from hyper400k.verify import verify_build  # noqa: E402
 from pipelines.build import BuildConfig, build  # noqa: E402
@@ -310,3 +311,23 @@ def test_build_cli_takes_storage_options(s3: str, products: Path, tmp_path: Path
         fsspec.get_filesystem_class("s3").clear_instance_cache()
     assert checked.exit_code == 0, checked.output
     assert checked.stdout.startswith("OK: ")
+
+
+def test_storage_options_and_hrefs_are_parsed_as_a_user_writes_them() -> None:
+    options = parse_storage_options(
+        ["endpoint_url=http://minio:9000", "anon=true", "client_kwargs={region_name: eu-west-1}", "profile="]
+    )
+    assert options == {
+        "endpoint_url": "http://minio:9000",
+        "anon": True,
+        "client_kwargs": {"region_name": "eu-west-1"},
+        "profile": "",
+    }
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_storage_options(["endpoint_url"])
+    index = "s3://bucket/build/generations/000002/index.json"
+    assert join(parent(index), "../../shards", "aviris-ng-L1/train/a.tar") == (
+        "s3://bucket/build/shards/aviris-ng-L1/train/a.tar"
+    )
+    assert join("https://host:8000/catalog.json", "..") == "https://host:8000"
+    assert isinstance(as_location("file:///data/build"), Path) and not is_url("file:///data/build")
