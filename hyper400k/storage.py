@@ -18,11 +18,10 @@ import errno
 import hashlib
 import os
 import posixpath
-import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, overload
 from urllib.parse import urlsplit
 
 import fsspec
@@ -52,6 +51,10 @@ def as_location(value: Location | str) -> Location:
     return Path(text.removeprefix("file://")) if text.startswith("file://") else Path(text)
 
 
+@overload
+def join(base: Path, *parts: str) -> Path: ...
+@overload
+def join(base: str, *parts: str) -> str: ...
 def join(base: Location, *parts: str) -> Location:
     """``base`` / ``parts`` with ``.`` and ``..`` resolved (a relative href followed from ``base``)."""
     if isinstance(base, Path):
@@ -236,27 +239,18 @@ def list_files(location: Location) -> list[str]:
         return sorted(p[len(root) + 1 :] for p in found if p.startswith(root + "/"))
 
 
-def put_file(local: Path, location: Location) -> None:
-    """Copy a local file to ``location``. One object PUT is atomic on S3 and GCS: a reader sees the old
-    object or the new one, never part of it (the same guarantee a local rename gives)."""
-    if isinstance(location, Path):
-        location.parent.mkdir(parents=True, exist_ok=True)
-        tmp = location.with_name(location.name + ".tmp")
-        shutil.copyfile(local, tmp)
-        os.replace(tmp, location)
-        return
-    with naming(location):
-        fs, path = _fs(location)
+def put_file(local: Path, url: str) -> None:
+    """Upload a local file to ``url``. One object PUT is atomic on S3 and GCS: a reader sees the old object
+    or the new one, never part of it (the guarantee a local build gets from writing a temp file and renaming)."""
+    with naming(url):
+        fs, path = _fs(url)
         fs.put_file(str(local), path)
 
 
-def remove(location: Location) -> None:
-    """Delete a file; a missing one is no error."""
-    if isinstance(location, Path):
-        location.unlink(missing_ok=True)
-        return
-    with naming(location):
-        fs, path = _fs(location)
+def remove(url: str) -> None:
+    """Delete an object; a missing one is no error."""
+    with naming(url):
+        fs, path = _fs(url)
         try:
             fs.rm_file(path)
         except FileNotFoundError:

@@ -215,6 +215,11 @@ def build(
         raise typer.BadParameter(
             f"expected three fractions like 0.8,0.1,0.1, got {splits!r}", param_hint="'--splits'"
         ) from exc
+    if work is not None and not is_url(output):
+        raise typer.BadParameter(
+            "applies to an s3:// or gs:// output; a local output keeps its work/ inside it",
+            param_hint="'--work'",
+        )
     config = BuildConfig(
         input=input,
         output=output if is_url(output) else Path(output),

@@ -10,25 +10,29 @@ from __future__ import annotations
 import functools
 import http.server
 import shutil
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import fsspec
+import fsspec.config
 import pytest
 
 pytest.importorskip("s3fs")
 moto_server = pytest.importorskip("moto.server")
 
-from cli_process import error_lines, run_cli  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
 
 from hyper400k.console import EXIT_SYSTEM  # noqa: E402
 from hyper400k.presets import get_preset  # noqa: E402
 from hyper400k.shards import read_index  # noqa: E402
 from hyper400k.stac import catalog_generation, read_patch_index  # noqa: E402
+from hyper400k.storage import as_location, is_url, join, parent, parse_storage_options  # noqa: E402
 from hyper400k.synth import generate  # noqa: E402
 from hyper400k.verify import verify_build  # noqa: E402
 from pipelines.build import BuildConfig, build  # noqa: E402
+from pipelines.cli import app  # noqa: E402
 from specaware.data import LoaderConfig, ShardDataset, TransformConfig, open_shards  # noqa: E402
 
 TILE = 32
@@ -242,13 +246,40 @@ def test_output_problems_are_one_line_naming_the_url(
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    fsspec.get_filesystem_class("s3").clear_instance_cache()  # the cached one holds the old credentials
     url = "s3://missing-bucket/build" if problem == "no bucket" else f"s3://{BUCKET}/denied"
-    done = run_cli(
-        "pipelines.cli", "build", products, url, "--work", tmp_path / "work", "--no-progress", timeout=120
-    )
-    assert done.returncode == EXIT_SYSTEM, done.stderr
-    (line,) = error_lines(done)
+    try:
+        result = CliRunner().invoke(app, ["build", str(products), url, "--work", str(tmp_path / "work")])
+    finally:
+        fsspec.get_filesystem_class("s3").clear_instance_cache()
+    assert result.exit_code == EXIT_SYSTEM, result.output
+    # other stderr lines are the in-process moto server's request log
+    (line,) = [text for text in result.stderr.splitlines() if text.startswith("error:")]
+    assert "Traceback" not in result.stderr
     assert line.startswith(f"error: {url}: ") and expected in line
+    assert not (tmp_path / "work").exists() or not any((tmp_path / "work").rglob("*.tar"))
+
+
+def test_an_unreachable_endpoint_is_named(s3: str, products: Path, tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    url = f"s3://{BUCKET}/unreachable"
+    args = ["build", str(products), url, "--storage-option", f"endpoint_url=http://127.0.0.1:{closed}"]
+    try:
+        result = CliRunner().invoke(app, args + ["--work", str(tmp_path / "work")])
+    finally:
+        fsspec.config.conf.pop("s3", None)
+        fsspec.get_filesystem_class("s3").clear_instance_cache()
+    assert result.exit_code == EXIT_SYSTEM, result.output
+    (line,) = [text for text in result.stderr.splitlines() if text.startswith("error:")]
+    assert line.startswith(f"error: {url}: EndpointConnectionError")
+
+
+def test_work_is_refused_for_a_local_output(products: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["build", str(products), str(tmp_path / "out"), "--work", str(tmp_path)])
+    assert result.exit_code == 2 and "--work" in result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_build_cli_takes_storage_options(s3: str, products: Path, tmp_path: Path, monkeypatch) -> None:
@@ -256,12 +287,47 @@ def test_build_cli_takes_storage_options(s3: str, products: Path, tmp_path: Path
     monkeypatch.delenv("AWS_ENDPOINT_URL")
     inputs = subset(products, tmp_path / "input", ["classic-3-L1"])
     url = f"s3://{BUCKET}/cli"
-    args = ["--storage-option", f"endpoint_url={s3}"]
-    done = run_cli(
-        "pipelines.cli", "build", inputs, url, "--work", tmp_path / "work", "--no-progress",
-        "--tile", str(TILE), "--scheduler", "synchronous", *args,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    checked = run_cli("pipelines.cli", "verify", url, *args)
-    assert checked.returncode == 0, checked.stdout + checked.stderr
+    options = ["--storage-option", f"endpoint_url={s3}"]
+    runner = CliRunner()
+    try:
+        done = runner.invoke(
+            app,
+            [
+                "build",
+                str(inputs),
+                url,
+                "--work",
+                str(tmp_path / "work"),
+                "--no-progress",
+                "--tile",
+                str(TILE),
+            ]
+            + ["--scheduler", "synchronous", *options],
+        )
+        assert done.exit_code == 0, done.output
+        checked = runner.invoke(app, ["verify", url, *options])
+    finally:
+        fsspec.config.conf.pop("s3", None)  # the options are process-wide fsspec defaults
+        fsspec.get_filesystem_class("s3").clear_instance_cache()
+    assert checked.exit_code == 0, checked.output
     assert checked.stdout.startswith("OK: ")
+
+
+def test_storage_options_and_hrefs_are_parsed_as_a_user_writes_them() -> None:
+    options = parse_storage_options(
+        ["endpoint_url=http://minio:9000", "anon=true", "client_kwargs={region_name: eu-west-1}", "profile="]
+    )
+    assert options == {
+        "endpoint_url": "http://minio:9000",
+        "anon": True,
+        "client_kwargs": {"region_name": "eu-west-1"},
+        "profile": "",
+    }
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_storage_options(["endpoint_url"])
+    index = "s3://bucket/build/generations/000002/index.json"
+    assert join(parent(index), "../../shards", "aviris-ng-L1/train/a.tar") == (
+        "s3://bucket/build/shards/aviris-ng-L1/train/a.tar"
+    )
+    assert join("https://host:8000/catalog.json", "..") == "https://host:8000"
+    assert isinstance(as_location("file:///data/build"), Path) and not is_url("file:///data/build")

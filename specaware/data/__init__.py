@@ -16,6 +16,8 @@ with ``batch_size=None``::
     )
     # Or all shards: open_shards("build"), open_shards("build/shards"),
     # open_shards("build/shards/aviris-ng-L1/aviris-ng-L1-{000000..000123}.tar").
+    # Any of these may be a URL, streamed through fsspec: open_shards("s3://bucket/build", split="train"),
+    # open_shards("https://host/build/catalog.json").
 
     dataset = ShardDataset(
         shards,
