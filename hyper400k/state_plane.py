@@ -148,14 +148,14 @@ def _zone_epsg(nad83: bool) -> dict[int, int]:
     database = Path(pyproj.datadir.get_data_dir()) / "proj.db"
     with closing(sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)) as con:
         rows = con.execute(
-            "SELECT a.alt_name, a.code, c.deprecated FROM alias_name a JOIN projected_crs c "
+            "SELECT a.alt_name, a.code FROM alias_name a JOIN projected_crs c "
             "ON c.auth_name = a.auth_name AND c.code = a.code WHERE a.table_name = 'projected_crs' "
             "AND a.auth_name = 'EPSG' AND a.source = 'ESRI' AND a.alt_name GLOB ? "
             "ORDER BY c.deprecated DESC",
             (f"NAD_{1983 if nad83 else 1927}_StatePlane_*_FIPS_[0-9][0-9][0-9][0-9]",),
         ).fetchall()
     codes = {}
-    for alt_name, code, _ in rows:  # deprecated first, so a current CRS of the same zone overwrites it
+    for alt_name, code in rows:  # deprecated first, so a current CRS of the same zone overwrites it
         match = _ESRI_NAME.fullmatch(alt_name)
         if match is not None:
             codes[int(match.group(2))] = int(code)
