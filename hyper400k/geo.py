@@ -18,6 +18,7 @@ from pyproj.exceptions import CRSError
 
 from hyper400k.envi_header import EnviHeader, split_list
 from hyper400k.errors import HeaderError
+from hyper400k.state_plane import state_plane_crs, state_plane_datum
 
 Affine6 = tuple[float, float, float, float, float, float]
 
@@ -43,8 +44,9 @@ _UTM_DATUMS = {
 def parse_map_info(header: EnviHeader) -> GeoRef | None:
     """The georeference in ``map info`` (and ``coordinate system string``), or None when there is none.
 
-    ``map info`` forms: UTM (zone, hemisphere, datum), Geographic Lat/Lon, and any other projection
-    (State Plane, Albers, ...) whose ``coordinate system string`` holds its WKT (OGC or ESRI); an
+    ``map info`` forms: UTM (zone, hemisphere, datum), Geographic Lat/Lon, State Plane (NAD 27 or
+    NAD 83, by USGS/FIPS zone code; :mod:`hyper400k.state_plane`), and any other projection (Albers,
+    Transverse Mercator, ...) whose ``coordinate system string`` holds its WKT (OGC or ESRI); an
     ``Arbitrary`` projection has pixel coordinates in no map, so the product counts as unprojected.
     """
     raw = header.get("map info")
@@ -67,7 +69,7 @@ def parse_map_info(header: EnviHeader) -> GeoRef | None:
         ) from exc
     if not (size_x > 0 and size_y > 0):
         raise HeaderError(header.path, f"'map info' pixel size must be positive: {size_x!r}, {size_y!r}")
-    crs = _crs_from_map_info(header, projection, values)
+    crs = _crs_from_map_info(header, projection, values, options)
     cos_t, sin_t = math.cos(theta), math.sin(theta)
     a, b = cos_t * size_x, sin_t * size_x
     d, e = sin_t * size_y, -cos_t * size_y
@@ -76,7 +78,9 @@ def parse_map_info(header: EnviHeader) -> GeoRef | None:
     return GeoRef(crs=_crs_text(crs), transform=(a, b, c, d, e, f), gsd_m=_gsd_m(crs, size_x, north))
 
 
-def _crs_from_map_info(header: EnviHeader, projection: str, values: list[str]) -> CRS:
+def _crs_from_map_info(
+    header: EnviHeader, projection: str, values: list[str], options: dict[str, str]
+) -> CRS:
     wkt = header.get("coordinate system string")
     if wkt:
         text = wkt.strip()
@@ -105,6 +109,8 @@ def _crs_from_map_info(header: EnviHeader, projection: str, values: list[str]) -
         return CRS.from_dict({"proj": "utm", "zone": zone, "south": south, "datum": datum})
     if projection in ("geographic lat/lon", "geographic"):
         return CRS.from_epsg(4326)
+    if (nad := state_plane_datum(projection)) is not None:
+        return state_plane_crs(header, nad, values, options)
     raise HeaderError(header.path, f"map projection {values[0]!r} needs a 'coordinate system string' (WKT)")
 
 
