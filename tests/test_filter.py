@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -21,7 +22,7 @@ from hyper400k.stac import catalog_generation, read_patch_index, validate_catalo
 from hyper400k.synth import generate
 from hyper400k.verify import verify_build
 from pipelines import refilter
-from pipelines.build import BuildConfig, build
+from pipelines.build import BuildConfig, SettingsChangedError, build
 from pipelines.cli import app
 from pipelines.refilter import FILTER_FIELD, filter_build
 from pipelines.report import qa_histogram_figure
@@ -187,8 +188,13 @@ def test_a_filtered_build_can_be_filtered_again_and_rebuilt(source, tmp_path):
     wanted = set(read_patch_index(source, expression=keep, columns=["id"])["id"].to_pylist())
     assert set(read_patch_index(tmp_path / "second")["id"].to_pylist()) == wanted
     assert verify_build(tmp_path / "second").ok
-    # a build run into a filtered build re-tiles its products with the preset alone (no spools there)
-    rebuilt = build(config(source.parent / "input", tmp_path / "first"))
+    # a build run into a filtered build would undo the filter: refused, naming the filter, unless forced; then
+    # it re-tiles its products with the preset alone (no spools there)
+    first_ids = read_patch_index(tmp_path / "first")["id"].to_pylist()
+    with pytest.raises(SettingsChangedError, match="filter"):
+        build(config(source.parent / "input", tmp_path / "first"))
+    assert set(read_patch_index(tmp_path / "first")["id"].to_pylist()) == set(first_ids)
+    rebuilt = build(replace(config(source.parent / "input", tmp_path / "first"), force=True))
     assert rebuilt.ok and verify_build(tmp_path / "first").ok
     assert set(read_patch_index(tmp_path / "first")["id"].to_pylist()) == set(
         read_patch_index(source)["id"].to_pylist()
