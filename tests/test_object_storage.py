@@ -17,23 +17,20 @@ from pathlib import Path
 
 import fsspec
 import fsspec.config
+import moto.server as moto_server  # the test extra installs moto[server] and s3fs: never skipped
 import pytest
+from typer.testing import CliRunner
 
-pytest.importorskip("s3fs")
-moto_server = pytest.importorskip("moto.server")
-
-from typer.testing import CliRunner  # noqa: E402
-
-from hyper400k.console import EXIT_SYSTEM  # noqa: E402
-from hyper400k.presets import get_preset  # noqa: E402
-from hyper400k.shards import read_index  # noqa: E402
-from hyper400k.stac import catalog_generation, read_patch_index  # noqa: E402
-from hyper400k.storage import as_location, is_url, join, parent, parse_storage_options  # noqa: E402
-from hyper400k.synth import generate  # noqa: E402
-from hyper400k.verify import verify_build  # noqa: E402
-from pipelines.build import BuildConfig, build  # noqa: E402
-from pipelines.cli import app  # noqa: E402
-from specaware.data import LoaderConfig, ShardDataset, TransformConfig, open_shards  # noqa: E402
+from hyper400k.console import EXIT_SYSTEM
+from hyper400k.presets import get_preset
+from hyper400k.shards import read_index
+from hyper400k.stac import catalog_generation, read_patch_index
+from hyper400k.storage import as_location, is_url, join, parent, parse_storage_options
+from hyper400k.synth import generate
+from hyper400k.verify import verify_build
+from pipelines.build import BuildConfig, build
+from pipelines.cli import app
+from specaware.data import LoaderConfig, ShardDataset, TransformConfig, open_shards
 
 TILE = 32
 BUCKET = "corpus"
