@@ -14,7 +14,7 @@ import json
 import sys
 import traceback
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 import yaml
@@ -32,6 +32,10 @@ EXIT_SYSTEM = 3  # the system refused: permission denied, disk full, read-only f
 EXIT_INTERNAL = 4  # an unexpected error (a bug): rerun with --debug and report the traceback
 _INPUT_OS_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, FileExistsError)
 DEBUG_HELP = "On an error, also print the Python traceback."
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON object on stdout (fields: docs/json-output.md).")
+]
+"""The ``--json`` option of every reporting command (both CLIs): what it prints is :func:`emit_json`'s."""
 
 
 def error_text(exc: BaseException) -> str:

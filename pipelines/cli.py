@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from hyper400k.console import DEBUG_HELP, EXIT_FAILED, ReportingGroup, emit_json, format_table
+from hyper400k.console import DEBUG_HELP, EXIT_FAILED, JsonOpt, ReportingGroup, emit_json, format_table
 from hyper400k.logs import configure_logging
 
 app = typer.Typer(
@@ -36,9 +36,6 @@ def main(
     configure_logging(verbose)
 
 
-JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print one JSON object on stdout (fields: docs/json-output.md).")
-]
 
 
 def _reasons(counts: dict[str, int]) -> str:
@@ -49,7 +46,7 @@ def _reasons(counts: dict[str, int]) -> str:
 @app.command()
 def inspect(
     product: Annotated[Path, typer.Argument(help="Data file or ENVI header of a product.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: JsonOpt = False,
     sensor: Annotated[str | None, typer.Option(help="Override the sensor (needed only for 'other').")] = None,
     level: Annotated[str | None, typer.Option(help="Override the level: L1 or L2.")] = None,
     scale: Annotated[
@@ -284,7 +281,7 @@ def verify(
         list[str] | None,
         typer.Option("--storage-option", help="KEY=VALUE option of the object-store filesystem; repeatable."),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Check every shard against the index (size, sha256) and every sample against the schema; in a build,
     also cross-check the index, patch table and catalog (counts and keys)."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from hyper400k.console import format_table
+from hyper400k.console import JsonOpt, format_table
 
 if TYPE_CHECKING:
     from hyper400k.archive.plan import BuildPlan
@@ -71,7 +71,7 @@ def manifest_command(
 
 def plan_command(
     manifest: Annotated[Path, typer.Argument(help="Manifest written by `hyper400k manifest` (or by hand).")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: JsonOpt = False,
     cores: Annotated[
         int | None, typer.Option(min=1, help="Cores the build runs on (default: this machine's).")
     ] = None,

@@ -9,13 +9,8 @@ from typing import Annotated
 
 import typer
 
-from hyper400k.console import DEBUG_HELP, ReportingGroup, emit_json
+from hyper400k.console import DEBUG_HELP, JsonOpt, ReportingGroup, emit_json
 from hyper400k.logs import allow_deepspeed, configure_logging
-
-JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print one JSON object on stdout (fields: docs/json-output.md).")
-]
-
 
 app = typer.Typer(
     help="SpecAware: pretrain the multi-sensor hyperspectral foundation model and use it.",

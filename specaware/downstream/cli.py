@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from hyper400k.console import emit_json
+from hyper400k.console import JsonOpt, emit_json
 from hyper400k.logs import allow_deepspeed
 
 ConfigArg = Annotated[Path, typer.Argument(help="Downstream config (YAML, pipelines/configs/).")]
@@ -39,9 +39,6 @@ BranchOpt = Annotated[
 HEADLINE = ("OA", "AA", "kappa", "mIoU", "macro_F1", "change_F1", "change_IoU", "RMSE", "SAD")
 
 WarmupOpt = Annotated[int | None, typer.Option(help="Linear warm-up steps (overrides the config).")]
-JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print the metrics as one JSON object (fields: docs/json-output.md).")
-]
 
 
 def _headline(metrics: dict[str, Any]) -> str:
