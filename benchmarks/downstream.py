@@ -281,6 +281,9 @@ def main() -> None:
     parser.add_argument(
         "--scenes", nargs="+", choices=["generated", "potsdam"], default=["generated", "potsdam"]
     )
+    parser.add_argument(
+        "--methods", nargs="+", help="run only the methods whose name contains one of these (default: all)"
+    )
     args = parser.parse_args()
     output = Path(args.output)
     torch.set_num_threads(1)  # one thread per process: the shared cores are oversubscribed anyway
@@ -310,6 +313,10 @@ def main() -> None:
         log_every=max(1, args.steps // 3),
     )
     methods = _methods(checkpoint, checkpoint is not None, args.class_weighting)
+    if args.methods:
+        methods = [m for m in methods if any(part in m[0] for part in args.methods)]
+        if not methods:
+            raise SystemExit(f"error: --methods {args.methods} matches none of the benchmark's methods")
     results = {scene: compare(scene, args.seeds, base, methods, output) for scene in args.scenes}
     report = {
         "seeds": args.seeds,
