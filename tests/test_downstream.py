@@ -671,7 +671,9 @@ def test_finetune_from_a_checkpoint_at_a_smaller_patch_size(tmp_path: Path, patc
     config = _config(tmp_path, "segmentation", steps=3, checkpoint=str(checkpoint), init="pretrained")
     moved = load_backbone(replace(config, patch_size=patch))
     assert moved.config.patch_size == patch and moved.encoder.patch_size == patch
-    assert moved.config.position_gsd_scale == pytest.approx(patch / 8 * load_backbone(config).config.position_gsd_scale)
+    assert moved.config.position_gsd_scale == pytest.approx(
+        patch / 8 * load_backbone(config).config.position_gsd_scale
+    )
     data = _segmentation_data()
     metrics = finetune(replace(config, patch_size=patch), data)
     assert metrics["pixels"] == sum(int((item.labels > 0).sum()) for item in data.test)
@@ -679,3 +681,111 @@ def test_finetune_from_a_checkpoint_at_a_smaller_patch_size(tmp_path: Path, patc
     assert again["confusion_matrix"] == metrics["confusion_matrix"]
     with pytest.raises(ValueError, match="patch_size must be a positive"):
         replace(config, patch_size=0)
+
+
+# ---------------------------------------------------------------- the benchmark's pretrained path
+
+
+@pytest.fixture(scope="module")
+def one_product_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-product build (AVIRIS-NG L2 on its real band grid, one 64-px tile), all of it training data."""
+    from hyper400k.presets import get_preset
+    from hyper400k.synth import generate
+    from pipelines.build import BuildConfig, build
+
+    inputs = tmp_path_factory.mktemp("in")
+    generate("aviris-ng", "L2", 64, 64, inputs, seed=5)
+    output = tmp_path_factory.mktemp("build")
+    result = build(
+        BuildConfig(
+            input=inputs,
+            output=output,
+            preset=get_preset("hyper400k", tile=64),
+            scheduler="synchronous",
+            split_fractions={"train": 1.0},
+            progress=False,
+        )
+    )
+    assert result.ok
+    return output
+
+
+def test_benchmark_pretrains_once_and_downstream_starts_from_the_pretrained_encoder(
+    one_product_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The benchmark pretrains (2 steps), caches the checkpoint, and its pretrained rows start from exactly the
+    checkpoint's encoder weights, its random rows from a fresh model of the same configuration."""
+    from benchmarks import downstream as bench
+    from specaware.downstream import runner
+
+    config = bench.pretrain_config(one_product_corpus, tmp_path / "pretrain", steps=2)
+    path, record = bench.pretrained_checkpoint(config)
+    assert not record["cached"] and record["config"]["steps"] == 2 and record["config"]["crop"] == 32
+    assert record["loss"]["first"]["step"] == 1 and record["loss"]["last"]["step"] == 2
+    assert record["loss"]["last"]["loss"] > 0
+    written = path.stat().st_mtime_ns
+    again, cached = bench.pretrained_checkpoint(config)
+    assert cached["cached"] and again == path and path.stat().st_mtime_ns == written
+    with pytest.raises(SystemExit, match="pretrained with other settings"):
+        bench.pretrained_checkpoint(replace(config, lr=5e-4))
+
+    saved = torch.load(path, weights_only=True)["state_dict"]
+    starts: dict[str, dict[str, torch.Tensor]] = {}
+    original = runner.train_model
+
+    def spy(
+        model: torch.nn.Module, data: TaskData, config: DownstreamConfig, device: torch.device
+    ) -> list[float]:
+        state = model.features.model.state_dict()
+        starts[f"{config.init} {config.mode}"] = {
+            k: v.detach().clone() for k, v in state.items() if isinstance(v, torch.Tensor)
+        }
+        return original(model, data, config, device)
+
+    monkeypatch.setattr(runner, "train_model", spy)
+    base = DownstreamConfig(
+        task="segmentation", data={}, output="", init="random", checkpoint=str(path), neck_width=8,
+        head_channels=8, steps=2, warmup_steps=1, batch_size=2, rf_trees=5, class_weighting="balanced",
+    )  # fmt: skip
+    methods = [
+        m for m in bench._methods(str(path), True, "balanced") if m[0].endswith("fine-tune + pixel branch")
+    ]
+    result = bench.compare("generated", 1, base, methods, tmp_path / "out")
+    pretrained, random = starts["pretrained finetune"], starts["random finetune"]
+    encoder = [k for k, v in saved.items() if k.startswith("encoder.") and isinstance(v, torch.Tensor)]
+    assert encoder and all(torch.equal(pretrained[k], saved[k]) for k in encoder)
+    assert not torch.equal(
+        random["encoder.blocks.0.attn.qkv.weight"], saved["encoder.blocks.0.attn.qkv.weight"]
+    )
+    assert random["encoder.blocks.0.attn.qkv.weight"].shape == (
+        3 * bench.SMALL["embed_dim"],
+        bench.SMALL["embed_dim"],
+    )
+    for name in (
+        "SpecAware pretrained: fine-tune + pixel branch",
+        "SpecAware random: fine-tune + pixel branch",
+    ):
+        assert 0.0 <= result["methods"][name]["OA"]["mean"] <= 1.0
+
+
+def test_balanced_class_weights_are_inverse_training_frequency(tmp_path: Path) -> None:
+    from specaware.downstream.runner import class_weights, task_loss
+
+    data = _segmentation_data()
+    support = np.array(
+        [sum(int((item.labels == c).sum()) for item in data.train) for c in (1, 2, 3)], dtype=float
+    )
+    weights = class_weights(data).numpy()
+    assert support.min() > 0 and np.allclose(weights, support.sum() / (3 * support))
+    assert np.isclose((weights * support).sum(), support.sum())  # the total weight stays the pixel count
+    # A weighted loss counts a rare-class pixel as much as the common class's pixels put together.
+    logits, target = torch.zeros(1, 2, 1, 4), torch.tensor([[[0, 0, 0, 1]]])
+    weight = torch.tensor([1.0, 3.0])
+    wrong_rare = task_loss(
+        torch.tensor([[[[0.0, 0, 0, 5]], [[0.0, 0, 0, -5]]]]), target, "segmentation", weight
+    )
+    assert wrong_rare > task_loss(logits, target, "segmentation", weight)
+    with pytest.raises(ValueError, match="class_weighting"):
+        _config(tmp_path, "segmentation", class_weighting="inverse")
+    metrics = finetune(_config(tmp_path, "segmentation", steps=3, class_weighting="balanced"), data)
+    assert "balanced classes" in metrics["run"]

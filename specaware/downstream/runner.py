@@ -69,6 +69,7 @@ FORMAT = "specaware-downstream/2"
 # Adapters whose train/test split depends on a seed (run_seeds draws a new split per seed for these).
 SEEDED_KINDS = ("cube", "matrix", "change", "scenes")
 MODES = ("finetune", "probe", "logreg", "rf")
+CLASS_WEIGHTINGS = ("none", "balanced")
 
 
 @dataclass
@@ -83,7 +84,10 @@ class DownstreamConfig:
     of per-pixel tasks) adds the skip path from the input spectra into the head
     (:class:`specaware.downstream.heads.PixelBranch`, ``pixel_width`` channels). ``patch_size`` (k = 4 or 2 for
     finer tokens) moves the backbone to that patch size as the published fine-tuning does
-    (:func:`specaware.model.patchsize.change_patch_size`: V-generator output resized, GSD scaled by k/8)."""
+    (:func:`specaware.model.patchsize.change_patch_size`: V-generator output resized, GSD scaled by k/8).
+    ``class_weighting: balanced`` weights each class's loss by its inverse training frequency, n / (K · n_c)
+    (:func:`class_weights`; for the baselines scikit-learn's ``class_weight="balanced"``, the same formula), so
+    rare classes are not traded away for overall accuracy; ``none`` (default) weights every pixel alike."""
 
     task: str
     data: dict[str, Any]
@@ -109,6 +113,7 @@ class DownstreamConfig:
     min_lr: float = 1e-6
     warmup_steps: int = 10
     weight_decay: float = 0.05
+    class_weighting: str = "none"
     augment: bool = True
     seed: int = 0
     log_every: int = 10
@@ -134,6 +139,12 @@ class DownstreamConfig:
             problems.append("pixel_branch is for fine-tuning per-pixel tasks (not probe, not scene)")
         if not 0 <= self.warmup_steps < self.steps:
             problems.append(f"warmup_steps must be in [0, steps), got {self.warmup_steps}")
+        if self.class_weighting not in CLASS_WEIGHTINGS:
+            problems.append(f"class_weighting {self.class_weighting!r} not in {CLASS_WEIGHTINGS}")
+        elif self.class_weighting != "none" and self.task == "abundance":
+            problems.append(
+                "class_weighting is for classification tasks (abundance regression has no classes)"
+            )
         if self.patch_size is not None and self.patch_size < 1:
             problems.append(f"patch_size must be a positive number of pixels, got {self.patch_size}")
         if problems:
@@ -234,12 +245,13 @@ def make_batch(
     return batch, torch.stack(targets).to(device)
 
 
-def task_loss(output: Tensor, target: Tensor, task: str) -> Tensor:
-    """Cross-entropy over labelled pixels (or scenes); for ``abundance``, the mean squared error between the
+def task_loss(output: Tensor, target: Tensor, task: str, weight: Tensor | None = None) -> Tensor:
+    """Cross-entropy over labelled pixels (or scenes), with per-class ``weight`` when given (the weighted mean,
+    as :func:`torch.nn.functional.cross_entropy` takes it); for ``abundance``, the mean squared error between the
     softmax of the outputs (non-negative, summing to one, as abundances do) and the true abundances over the
     pixels that count."""
     if task != "abundance":
-        return F.cross_entropy(output, target.long(), ignore_index=-1)
+        return F.cross_entropy(output, target.long(), weight=weight, ignore_index=-1)
     truth, weight = target[:, :-1], target[:, -1:]
     squared = (output.softmax(dim=1) - truth) ** 2 * weight
     return squared.sum() / (weight.sum() * truth.shape[1]).clamp_min(1.0)
@@ -296,6 +308,9 @@ def train_model(
     groups += decay_groups(encoder, config.encoder_lr or config.lr, config.weight_decay)
     if not data.train:
         raise ValueError("no training items")
+    weight = class_weights(data) if config.class_weighting == "balanced" else None
+    if weight is not None:
+        weight = weight.to(device)
     engine = make_engine(
         model,
         groups,
@@ -313,7 +328,7 @@ def train_model(
         batch, target = make_batch(
             [data.train[i] for i in picks], data, device, rng if config.augment else None
         )
-        loss = task_loss(engine(batch), target, data.task)
+        loss = task_loss(engine(batch), target, data.task, weight)
         engine.backward(loss)
         engine.step()  # also steps the schedule and zeroes the gradients
         losses.append(float(loss.detach()))
@@ -419,6 +434,17 @@ def train_support(data: TaskData) -> list[int]:
         for item in data.train:
             counts += np.bincount(item.labels.ravel(), minlength=data.num_classes + 1)[: data.num_classes + 1]
     return [int(v) for v in counts[1 : data.num_classes + 1]]
+
+
+def class_weights(data: TaskData) -> Tensor:
+    """Inverse-frequency class weights n / (K · n_c) from the training support (scikit-learn's "balanced"
+    formula), K counting the classes that have training pixels; a class without any gets 0 (it cannot be
+    learnt, and its logit then gets no push from the loss)."""
+    support = np.array(train_support(data), dtype=np.float64)
+    present = support > 0
+    weights = np.zeros_like(support)
+    weights[present] = support.sum() / (present.sum() * support[present])
+    return torch.from_numpy(weights.astype(np.float32))
 
 
 def score(data: TaskData, outputs: TestOutputs, output: Path, title: str, max_maps: int) -> dict[str, Any]:
@@ -582,11 +608,12 @@ def flag_degenerate(metrics: dict[str, Any], title: str, kappa_floor: float = 0.
 
 
 def _title(config: DownstreamConfig) -> str:
+    weighting = ", balanced classes" if config.class_weighting == "balanced" else ""
     if config.mode in ("logreg", "rf"):
-        return f"{config.task} {config.mode} on raw spectra"
+        return f"{config.task} {config.mode} on raw spectra{weighting}"
     branch = " + pixel branch" if config.pixel_branch else ""
     source = config.model if not config.checkpoint else "checkpoint"
-    return f"{config.task} {config.mode}{branch} ({config.init} {source})"
+    return f"{config.task} {config.mode}{branch} ({config.init} {source}{weighting})"
 
 
 def finetune(config: DownstreamConfig, data: TaskData | None = None) -> dict[str, Any]:
@@ -675,12 +702,15 @@ def baseline(config: DownstreamConfig, data: TaskData | None = None) -> dict[str
         pick = np.random.default_rng(config.seed).choice(len(targets), config.max_train_pixels, replace=False)
         features, targets = features[pick], targets[pick]
     forest = RandomForestRegressor if data.task == "abundance" else RandomForestClassifier
+    balanced = {"class_weight": "balanced"} if config.class_weighting == "balanced" else {}
     model = (
-        make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+        make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, **balanced))
         if config.mode == "logreg"
         # sqrt(bands) candidate features per split for the regressor too (scikit-learn's regressor default, all
         # bands, is ~15x slower on hyperspectral pixels for no gain in our runs)
-        else forest(n_estimators=config.rf_trees, max_features="sqrt", random_state=config.seed, n_jobs=1)
+        else forest(
+            n_estimators=config.rf_trees, max_features="sqrt", random_state=config.seed, n_jobs=1, **balanced
+        )
     )
     model.fit(features, targets)
     outputs = test_outputs(data, lambda items: _pixel_predict(model, data, items))
