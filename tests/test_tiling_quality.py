@@ -326,6 +326,7 @@ def test_qa_equals_reference_on_real_spectra(realdata, rel):
     for name, tile in damaged_tiles(scene.cube, good, ceiling, seed=len(rel)).items():
         outcomes[name] = assert_same_quality(published, tile.copy())
         assert_same_quality(strict, tile)
+    assert_same_quality(published, np.asfortranarray(damaged_tiles(scene.cube, good, ceiling, 1)["speckled"]))
     # the variants did take the branches they are meant to
     assert outcomes["clean"].kept and outcomes["swath_edge"].kept and outcomes["speckled"].kept
     assert outcomes["no_data"].reasons == ["no_data"]
