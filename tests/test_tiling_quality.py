@@ -52,18 +52,23 @@ def mosaic_scene(realdata, rel: str, lines: int, samples: int, seed: int = 0) ->
     return ArrayScene(meta, cube)
 
 
+@pytest.mark.parametrize("reuse_buffer", [False, True])
 @pytest.mark.parametrize("size, stride", [(64, 64), (64, 32), (48, 80)])
-def test_tiles_match_direct_slicing_and_lines_are_read_once(realdata, size, stride):
+def test_tiles_match_direct_slicing_and_lines_are_read_once(realdata, size, stride, reuse_buffer):
     scene = mosaic_scene(realdata, NG_RDN, lines=150, samples=130)
     grid = TileGrid(size=size, stride=stride)
-    tiles = list(iter_tiles(scene, grid))
-    rows, cols = grid.starts(150, 0), grid.starts(130, 0)
-    assert [(t.row, t.col) for t in tiles] == [(r, c) for r in rows for c in cols]
-    for tile in tiles:
+    seen = []
+    for tile in iter_tiles(scene, grid, reuse_buffer=reuse_buffer):
         expected = np.full((scene.meta.bands, size, size), np.nan, np.float32)
         block = scene.cube[:, tile.row : tile.row + size, tile.col : tile.col + size]
         expected[:, : block.shape[1], : block.shape[2]] = block
         np.testing.assert_array_equal(tile.data, expected)
+        tile.data[:] = -1.0  # what a consumer does to a tile must not leak into the next one
+        seen.append((tile.row, tile.col, id(tile.data)))
+    rows, cols = grid.starts(150, 0), grid.starts(130, 0)
+    assert [(row, col) for row, col, _ in seen] == [(r, c) for r in rows for c in cols]
+    if reuse_buffer:
+        assert len({ident for _, _, ident in seen}) == 1
     assert scene.lines_read <= 150  # overlapping strips reuse lines already read
 
 
