@@ -127,7 +127,9 @@ class TileQuality:
 
 
 class TileAssessor:
-    """Applies validity rules and computes QA for tiles of one product (band lookups done once)."""
+    """Applies validity rules and computes QA for tiles of one product (band lookups done once).
+
+    It keeps work buffers between tiles, so one assessor serves one thread."""
 
     def __init__(
         self, meta: SceneMeta, rules: RuleSet = PUBLISHED_RULES, zero_water_bands: bool = True
@@ -188,7 +190,7 @@ class TileAssessor:
             if invalid is not None:
                 _zero_pixels(tile, invalid)
             return TileQuality(data=None, valid=valid, qa=qa, reasons=early)
-        data = zero_pixels_to_float16(tile, invalid)
+        data = _zero_pixels_to_float16(tile, invalid)
         qa |= self._surface_fractions(tile, valid) | self._detector_checks(tile, valid)
         reasons = self.rules.evaluate(qa)
         return TileQuality(data=None if reasons else data, valid=valid, qa=qa, reasons=reasons)
@@ -322,18 +324,19 @@ class TileAssessor:
         return False, bool((consistent.mean(axis=0) > 0.5).any())
 
 
-def zero_pixels_to_float16(tile: np.ndarray, pixels: np.ndarray | None) -> np.ndarray:
+def _zero_pixels_to_float16(tile: np.ndarray, pixels: np.ndarray | None) -> np.ndarray:
     """Zero ``pixels`` (an ``(H, W)`` mask, or None) in every band of ``tile`` in place; return it as float16.
 
     Chunk by chunk (lines of one band), so each chunk is zeroed and converted while it is in cache
     (zeroing as ``_zero_pixels`` does). The rounding is torch's: to nearest even, bit-identical to
-    numpy's ``astype`` and ~5x faster. A chunk holds at most torch's parallel grain of elements, so
+    numpy's ``astype`` and several times faster. A chunk holds at most torch's parallel grain of elements, so
     torch converts it on the calling thread: a build runs one product per core already, and torch's
     thread pool on a busy machine waits for a descheduled thread at every call. The output is a
-    numpy allocation, which gets transparent huge pages; torch's own would fault 4 KB pages, which
-    costs as much as the conversion."""
-    data = np.empty(tile.shape, dtype=np.float16)
-    target = torch.from_numpy(data)
+    torch allocation, of plain 4 KB pages: numpy asks for transparent huge pages for large arrays,
+    and faulting those in (with the kernel compacting memory for them) took 3x the system time in
+    the build."""
+    target = torch.empty(tile.shape, dtype=torch.float16)
+    data = target.numpy()
     lines = tile.shape[1]
     step = max(1, _CONVERT_ELEMENTS // max(tile.shape[2], 1))
     chunks = [(start, min(start + step, lines)) for start in range(0, lines, step)]
