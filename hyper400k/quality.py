@@ -163,7 +163,10 @@ class TileAssessor:
         self._masks: tuple[np.ndarray, np.ndarray] | None = None
 
     def assess(self, tile: np.ndarray) -> TileQuality:
-        """Rules + QA for one float32 ``(C, H, W)`` tile (modified in place; NaN = no data).
+        """Rules + QA for one float32 ``(C, H, W)`` tile (NaN = no data).
+
+        The tile is modified in place: its out-of-range values become 0 and, when it passes the cheap
+        rules, its invalid pixels too.
 
         The tile is ~100 MB at 425 bands, so it is walked in blocks of bands small enough to stay in
         the CPU cache: one block gets every comparison, count and zeroing before the next is read
@@ -182,21 +185,19 @@ class TileAssessor:
             "valid_fraction": round(float(valid.mean()), 6),
             "saturated_fraction": round(float(saturated.mean()), 6),
         }
-        # The sample contract: an invalid pixel is 0 in every band (NaNs are already 0).
-        invalid = None if valid.all() else ~valid
-        # A tile the cheap fields already condemn skips the costly QA and the float16 conversion.
+        # A tile the cheap fields already condemn skips the costly QA, the zeroing of its invalid pixels
+        # (a dropped tile is only ever shown through its mask) and the float16 conversion.
         early = ["no_data"] if no_data else self.rules.evaluate_available(qa)
         if early:
-            if invalid is not None:
-                _zero_pixels(tile, invalid)
             return TileQuality(data=None, valid=valid, qa=qa, reasons=early)
-        data = _zero_pixels_to_float16(tile, invalid)
+        # The sample contract: an invalid pixel is 0 in every band (NaNs are already 0).
+        data = _zero_pixels_to_float16(tile, None if valid.all() else ~valid)
         qa |= self._surface_fractions(tile, valid) | self._detector_checks(tile, valid)
         reasons = self.rules.evaluate(qa)
         return TileQuality(data=None if reasons else data, valid=valid, qa=qa, reasons=reasons)
 
     def _band_blocks(self, tile: np.ndarray) -> list[tuple[int, int, bool]]:
-        """``(start, stop, good)`` runs of bands, each at most _BLOCK_BYTES of the tile and all good or all bad."""
+        """``(start, stop, good)`` runs of bands, all good or all bad, each at most _BLOCK_BYTES."""
         per_band = tile[0].nbytes
         key = (tile.shape[0], per_band)
         if self._blocks_for != key:
@@ -327,8 +328,9 @@ class TileAssessor:
 def _zero_pixels_to_float16(tile: np.ndarray, pixels: np.ndarray | None) -> np.ndarray:
     """Zero ``pixels`` (an ``(H, W)`` mask, or None) in every band of ``tile`` in place; return it as float16.
 
-    Chunk by chunk (lines of one band), so each chunk is zeroed and converted while it is in cache
-    (zeroing as ``_zero_pixels`` does). The rounding is torch's: to nearest even, bit-identical to
+    Chunk by chunk (lines of one band), so each chunk is zeroed and converted while it is in cache.
+    Multiplying by 0 rather than assigning it keeps the sign of a -0.0, as ``tile *= valid`` did, so
+    the bytes are those of the plain formulation. The rounding is torch's: to nearest even, bit-identical to
     numpy's ``astype`` and several times faster. A chunk holds at most torch's parallel grain of elements, so
     torch converts it on the calling thread: a build runs one product per core already, and torch's
     thread pool on a busy machine waits for a descheduled thread at every call. The output is a
@@ -353,18 +355,6 @@ def _zero_pixels_to_float16(tile: np.ndarray, pixels: np.ndarray | None) -> np.n
 def _nearest_good(wavelength: np.ndarray, good: np.ndarray, target_nm: float) -> int:
     distance = np.abs(wavelength - target_nm) + np.where(good, 0.0, 1e6)
     return int(np.argmin(distance))
-
-
-def _zero_pixels(tile: np.ndarray, pixels: np.ndarray) -> None:
-    """Zero ``pixels`` (an ``(H, W)`` mask) in every band of a tile whose NaNs are already 0.
-
-    Multiplying by 0 rather than assigning it keeps the sign of a -0.0, as ``tile *= valid`` did, so
-    the bytes stay the same; only the bounding box of the pixels is visited (swath edges and fill
-    lines cover a few columns or lines of a tile)."""
-    lines, columns = np.flatnonzero(pixels.any(axis=1)), np.flatnonzero(pixels.any(axis=0))
-    box = (slice(lines[0], lines[-1] + 1), slice(columns[0], columns[-1] + 1))
-    part = tile[:, box[0], box[1]]
-    np.multiply(part, np.float32(0), out=part, where=pixels[box])
 
 
 def _row_medians(values: np.ndarray) -> np.ndarray:

@@ -195,11 +195,11 @@ def reference_assess(
     valid = (tile[assessor.good] <= ceiling).all(axis=0)
     qa["valid_fraction"] = round(float(valid.mean()), 6)
     tile[~in_range] = 0.0
-    tile *= valid
     if no_data:
         return None, valid, qa, ["no_data"]
     if early := assessor.rules.evaluate_available(qa):
         return None, valid, qa, early
+    tile *= valid  # a tile dropped by the cheap rules keeps its invalid pixels' in-range values
     qa |= reference_surface_fractions(assessor, tile, valid) | reference_detector_checks(
         assessor, tile, valid
     )
