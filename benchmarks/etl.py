@@ -7,8 +7,10 @@
 - peer: whole-scene rasterio read + one ``np.savez_compressed`` float16 file per 256 x 256 tile (the
   published script's approach). In ``--quick`` mode the peer compresses only the first row of tiles
   and its rate is input bytes of those tiles per second (its read of the whole scene is still timed).
-Each contender runs in a fresh process, so ``peak_rss_mb`` is that process's own peak. Ours is run on
-two product lengths to show that its peak RSS does not grow with the product.
+Each contender runs in a fresh process, so ``peak_rss_mb`` is that process's own peak. On the short
+product ours and the limit run twice, alternately, and each keeps its faster run (its CPU time and
+QA timings come from that run). Ours is also run on a product twice as long, to show that its peak
+RSS does not grow with the product.
 Ours also times its per-tile QA (``TileAssessor.assess``: validity rules, QA statistics, float16
 conversion) on its own, in wall and CPU time, and every contender reports its CPU time: on a shared
 machine the CPU-time ratio is the steadier one.
@@ -30,6 +32,7 @@ import numpy as np
 from benchmarks.common import Sampler, cached_product, warm_page_cache
 
 TILE = 256
+ROUNDS = 2  # ours and the limit run alternately, best of each: a shared machine's load changes by the minute
 
 
 class StageTimer:
@@ -132,14 +135,19 @@ def main() -> None:
         path = cached_product("aviris-ng", "L1", lines, args.samples)
         size_mb = path.stat().st_size / 1e6
         warm_page_cache(path)
-        with tempfile.TemporaryDirectory(dir=path.parent) as work:
-            ours = in_fresh_process(run_ours, str(path), work)
-        result[f"peak_rss_mb_{label}"] = round(ours["peak_rss_mb"], 1)
+        ours_runs, limit_runs = [], []
+        for _ in range(ROUNDS if label == "short" else 1):  # ours and the limit alternate
+            with tempfile.TemporaryDirectory(dir=path.parent) as work:
+                ours_runs.append(in_fresh_process(run_ours, str(path), work))
+            if label == "short":
+                with tempfile.TemporaryDirectory(dir=path.parent) as work:
+                    limit_runs.append(in_fresh_process(run_limit, str(path), work))
+        ours = min(ours_runs, key=lambda run: run["seconds"])
+        result[f"peak_rss_mb_{label}"] = round(max(run["peak_rss_mb"] for run in ours_runs), 1)
         result[f"product_mb_{label}"] = round(size_mb, 1)
         if label != "short":
             continue
-        with tempfile.TemporaryDirectory(dir=path.parent) as work:
-            limit = in_fresh_process(run_limit, str(path), work)
+        limit = min(limit_runs, key=lambda run: run["seconds"])
         with tempfile.TemporaryDirectory(dir=path.parent) as work:
             peer = in_fresh_process(run_peer, str(path), work, 1 if args.quick else None)
         result |= {

@@ -54,7 +54,7 @@ def iter_outcomes(
     assessor = TileAssessor(meta, preset.rules, preset.zero_water_bands)
     base = _product_fields(meta, preset, split, flight_line, segment)
     to_wgs84 = tile_footprint_transformer(meta.crs)
-    for tile in iter_tiles(scene, preset.grid):
+    for tile in iter_tiles(scene, preset.grid, reuse_buffer=True):  # TileOutcome.data is used at once
         quality = assessor.assess(tile.data)
         sample = None
         if quality.kept:

@@ -56,8 +56,12 @@ def tile_transform(transform: Affine6 | None, row: int, col: int) -> Affine6 | N
     return (a, b, a * col + b * row + c, d, e, d * col + e * row + f)
 
 
-def iter_tiles(scene: Scene, grid: TileGrid) -> Iterator[Tile]:
-    """Tiles in row-major order; at most one ``(C, size, W)`` strip buffer is alive at a time."""
+def iter_tiles(scene: Scene, grid: TileGrid, *, reuse_buffer: bool = False) -> Iterator[Tile]:
+    """Tiles in row-major order; at most one ``(C, size, W)`` strip buffer is alive at a time.
+
+    With ``reuse_buffer`` every tile's ``data`` is the same array, overwritten by the next tile: a
+    consumer done with each tile before asking for the next (the build) saves a fresh ~100 MB
+    allocation per tile, whose page faults cost half as much again as filling it."""
     meta = scene.meta
     rows = grid.starts(meta.lines, grid.origin_row)
     cols = grid.starts(meta.samples, grid.origin_col)
@@ -65,11 +69,14 @@ def iter_tiles(scene: Scene, grid: TileGrid) -> Iterator[Tile]:
         return
     strip = np.full((meta.bands, grid.size, meta.samples), np.nan, dtype=np.float32)
     held: tuple[int, int] = (0, 0)  # scene lines [held0, held1) present at the top of ``strip``
+    shared: np.ndarray | None = None
     for row in rows:
         held = _advance(scene, strip, held, row, grid.size)
         for col in cols:
             width = min(grid.size, meta.samples - col)
-            tile = np.empty((meta.bands, grid.size, grid.size), dtype=np.float32)
+            tile = shared if shared is not None else np.empty((meta.bands, grid.size, grid.size), np.float32)
+            if reuse_buffer:
+                shared = tile
             tile[:, :, :width] = strip[:, :, col : col + width]
             tile[:, :, width:] = (
                 np.nan
