@@ -155,18 +155,7 @@ def synthetic_records(products: int, patches: int) -> list[dict[str, Any]]:
     for i in range(products):
         product_id = f"ang2019{(i % 12) + 1:02d}{(i % 28) + 1:02d}t{i:06d}_rdn_v2p9_img"
         dx, dy = (i % 100) * 0.05, (i // 100) * 0.02
-        footprint = {
-            "type": "Polygon",
-            "coordinates": [
-                [
-                    [-120 + dx, 35 + dy],
-                    [-119.99 + dx, 35 + dy],
-                    [-119.99 + dx, 35.01 + dy],
-                    [-120 + dx, 35.01 + dy],
-                    [-120 + dx, 35 + dy],
-                ]
-            ],
-        }
+        footprint = _square(-120 + dx, 35 + dy, 0.01)
         meta = dict(
             base["meta"],
             product_id=product_id,
@@ -179,8 +168,8 @@ def synthetic_records(products: int, patches: int) -> list[dict[str, Any]]:
                 "key": sample_key(product_id, 32 * r, 0),
                 "row": 32 * r,
                 "col": 0,
-                "footprint": footprint,
-                "qa": qa,
+                "footprint": _square(-120 + dx, 35 + dy + r * 0.0003, 0.0003),  # each patch its own polygon
+                "qa": dict(qa),
             }
             for r in range(count)
         ]
@@ -197,6 +186,12 @@ def synthetic_records(products: int, patches: int) -> list[dict[str, Any]]:
             )
         )
     return records
+
+
+def _square(x: float, y: float, size: float) -> dict[str, Any]:
+    """A GeoJSON square with its lower-left corner at (x, y), counter-clockwise, as a build writes a footprint."""
+    ring = [[x, y], [x + size, y], [x + size, y + size], [x, y + size], [x, y]]
+    return {"type": "Polygon", "coordinates": [ring]}
 
 
 def products_one() -> Path:

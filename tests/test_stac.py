@@ -343,7 +343,9 @@ def test_inconsistent_records_are_refused(tmp_path: Path, products: list[Product
     with pytest.raises(ValueError, match="duplicate product id"):
         build_catalog(tmp_path, [products[0], products[0]], [])
     first, second = products[0], products[1]
-    leaked = ProductRecord(**{**second.__dict__, "flight_line": first.flight_line, "split": other_split(first)})
+    leaked = ProductRecord(
+        **{**second.__dict__, "flight_line": first.flight_line, "split": other_split(first)}
+    )
     with pytest.raises(ValueError, match="splits are by flight line"):
         build_catalog(tmp_path, [first, leaked], [])
     assert list(tmp_path.iterdir()) == []
@@ -433,6 +435,44 @@ def test_patch_index_geometry_and_round_trip(catalog: Path, patches: list[PatchR
         )
     items = list(stac_geoparquet.arrow.stac_table_to_items(table))
     assert {item["id"] for item in items} == {p.key for p in patches}
+
+
+def test_patch_index_is_what_stac_geoparquet_makes_of_the_same_items(catalog: Path) -> None:
+    """The columnar patch table equals stac-geoparquet's own row-by-row parse of the Items it holds (same
+    columns, types, geometry metadata and values), so building it by columns changes nothing a reader sees.
+    (The round trip moves ``datetime`` to the end, and parquet names list items ``element``.)"""
+    ours = pq.read_table(catalog.parent / PATCH_INDEX_FILE)
+    items = list(stac_geoparquet.arrow.stac_table_to_items(ours))
+    theirs = stac_geoparquet.arrow.parse_stac_items_to_arrow(items).read_all()
+    assert sorted(theirs.column_names) == sorted(ours.column_names)
+    theirs = theirs.select(ours.column_names)
+    assert theirs.schema.field("geometry").metadata == ours.schema.field("geometry").metadata
+    for name in ours.column_names:  # the same types, not merely castable ones
+        assert str(theirs.schema.field(name).type).replace("<item:", "<element:") == str(
+            ours.schema.field(name).type
+        )
+    assert theirs.cast(ours.schema.remove_metadata()).equals(ours.replace_schema_metadata(None))
+
+
+def test_items_written_one_at_a_time_are_what_pystac_writes(catalog: Path) -> None:
+    """Items are written apart from the pystac tree; reading each back with pystac and serialising it again
+    gives the same file, and its root, parent and collection links lead to the catalog and its collection."""
+    paths = sorted(catalog.parent.glob("*/*/*.json"))
+    assert paths
+    for path in paths:
+        item = pystac.Item.from_file(str(path))
+        item.get_root().catalog_type = pystac.CatalogType.SELF_CONTAINED
+        assert item.to_dict(include_self_link=False) == json.loads(path.read_text())
+        collection = path.parent.parent / "collection.json"
+        assert Path(item.get_parent().get_self_href()) == collection
+        assert Path(item.get_collection().get_self_href()) == collection
+        assert Path(item.get_root().get_self_href()) == catalog
+        items = json.loads(collection.read_text())["links"]
+        assert {
+            "rel": "item",
+            "href": f"./{path.parent.name}/{path.name}",
+            "type": "application/geo+json",
+        } in items
 
 
 def test_patch_record_from_sample_meta() -> None:
