@@ -452,6 +452,9 @@ def test_patch_index_is_what_stac_geoparquet_makes_of_the_same_items(catalog: Pa
             ours.schema.field(name).type
         )
     assert theirs.cast(ours.schema.remove_metadata()).equals(ours.replace_schema_metadata(None))
+    geometries = shapely.from_wkb(ours.column("geometry").to_pylist())
+    polygons = [g for g in geometries if g.geom_type == "Polygon" and not g.is_empty]
+    assert polygons and all(g.exterior.is_ccw for g in polygons)  # RFC 7946: exterior rings counter-clockwise
 
 
 def test_items_written_one_at_a_time_are_what_pystac_writes(catalog: Path) -> None:
