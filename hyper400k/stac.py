@@ -245,9 +245,8 @@ def build_catalog(
                 child, groups[child.id], out_dir, staging, patch_index if patches else None, shard_index
             )
         _add_shard_assets(root, out_dir, shards)
-        root.save(
-            pystac.CatalogType.SELF_CONTAINED, dest_href=str(staging)
-        )  # Items: unresolved links, skipped
+        # the root and children; the Items' links are hrefs (unresolved), which save() leaves alone
+        root.save(pystac.CatalogType.SELF_CONTAINED, dest_href=str(staging))
         if patches:
             footprints = {
                 record.product_id: _clean_geometry(record.meta.get("footprint")) for record in products
@@ -270,9 +269,7 @@ def catalog_generation(catalog_path: Path) -> tuple[int | None, Path | None, Pat
     """What a root ``catalog.json`` commits: its generation number (None for a catalog written without one),
     and the absolute paths of its patch index and shard index (None where it links none)."""
     catalog_path = Path(catalog_path)
-    text = catalog_path.read_text(
-        encoding="utf-8"
-    )  # an OS error (permission, I/O) stays one, naming the file
+    text = catalog_path.read_text(encoding="utf-8")  # an OS error (permission, I/O) stays one, naming the file
     try:
         root = json.loads(text)
     except ValueError as exc:
@@ -391,13 +388,14 @@ def _config_links(config: dict[str, Any], rels: Iterable[str] | None = None) -> 
 
 
 def _groups(root_id: str, products: Sequence[ProductRecord]) -> dict[str, list[ProductRecord]]:
-    """Products per child collection id (``<root>-<sensor>-<level>``), collections and products sorted."""
-    groups: dict[str, list[ProductRecord]] = {}
+    """Products per child collection id (``<root>-<sensor>-<level>``), in (sensor, level) then id order."""
+    groups: dict[tuple[str, str], list[ProductRecord]] = {}
     for record in products:
-        groups.setdefault(f"{root_id}-{record.meta['sensor']}-{record.meta['level'].lower()}", []).append(
-            record
-        )
-    return {cid: sorted(members, key=lambda r: r.product_id) for cid, members in sorted(groups.items())}
+        groups.setdefault((record.meta["sensor"], record.meta["level"]), []).append(record)
+    return {
+        f"{root_id}-{sensor}-{level.lower()}": sorted(members, key=lambda r: r.product_id)
+        for (sensor, level), members in sorted(groups.items())
+    }
 
 
 def _child_collections(
