@@ -90,7 +90,7 @@ def run_build(n: int, workers: int) -> dict[str, Any]:
             window_products=8,
         )
         load_before = os.getloadavg()[0]
-        start = time.perf_counter()
+        start, start_epoch = time.perf_counter(), time.time()
         with get_task_stream(client) as stream:
             result = build(config, on_stage=lambda message: marks.append((message, time.perf_counter())))
         wall = time.perf_counter() - start
@@ -117,7 +117,7 @@ def run_build(n: int, workers: int) -> dict[str, Any]:
         "products_per_s": round(n / wall, 2),
         "packing_share_of_worker_time": round(pack_seconds / (wall * workers), 3),
         "packing_s": round(pack_seconds, 2),
-        **_task_figures(stream.data, wall, workers),
+        **_task_figures(stream.data, start_epoch, wall, workers),
         "load_average_before": round(load_before, 1),
         "worker_thread_env": sorted({json.dumps(env, sort_keys=True) for env in threads_env.values()}),
         "peak_rss_mb_client_and_workers": round(sampler.peak_rss / 1e6),
@@ -127,12 +127,17 @@ def run_build(n: int, workers: int) -> dict[str, Any]:
     }
 
 
-def _task_figures(tasks: list[dict[str, Any]], wall: float, workers: int) -> dict[str, Any]:
+def _task_figures(tasks: list[dict[str, Any]], start: float, wall: float, workers: int) -> dict[str, Any]:
     """What the workers did, from the scheduler's task stream: the mean compute seconds of a tiling and of a
     packing task, and the share of the wall time each worker spent computing. Busy workers whose tasks take
-    longer with two than with one are sharing cores; idle ones would be waiting on something serial."""
+    longer with two than with one are sharing cores; idle ones would be waiting on something serial. Also when
+    the first task started, counted from the build's start (the scheduler's clock is wall time, ``start`` is
+    converted to it by the caller)."""
     seconds: dict[str, list[float]] = {"product": [], "pack": []}
     busy: dict[str, float] = {}
+    first = min(
+        (s["start"] for t in tasks for s in t["startstops"] if s["action"] == "compute"), default=start
+    )
     for task in tasks:
         compute = sum(s["stop"] - s["start"] for s in task["startstops"] if s["action"] == "compute")
         kind = str(task["key"]).split("-", 1)[0]
@@ -144,6 +149,7 @@ def _task_figures(tasks: list[dict[str, Any]], wall: float, workers: int) -> dic
         "pack_task_mean_s": round(sum(seconds["pack"]) / max(len(seconds["pack"]), 1), 3),
         "worker_busy_share": sorted(round(b / wall, 3) for b in busy.values()),
         "workers_seen": len(busy) or workers,
+        "first_task_after_s": round(first - start, 2),
     }
 
 
