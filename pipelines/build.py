@@ -2,7 +2,9 @@
 
 Every product is a tiling task and every window (a few products of one sensor × level) a packing task,
 all on the Dask workers; the client plans and commits. A window's spools are deleted once its shards are
-durable, so the disk holds the corpus plus the windows in flight. The output is a generation (see
+durable, and at most one window per worker thread is in flight, so the disk holds the corpus plus those
+windows. A re-run under other settings (preset, tile, stride, shard size, seed, splits) would replace every
+shard, so it is refused unless forced. The output is a generation (see
 :mod:`pipelines.generation`): a re-run keeps every intact window byte-identical, packs only new products,
 rewrites only the windows that held a removed product, and repairs missing or damaged shards (size always,
 sha256 with ``verify``), re-tiling their products when the spools are gone.
