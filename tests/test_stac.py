@@ -6,6 +6,7 @@ deliberately broken copies must be rejected, so the validator is shown to check 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -337,7 +338,7 @@ def test_rebuild_replaces_only_catalog_entries(
 def test_inconsistent_records_are_refused(tmp_path: Path, products: list[ProductRecord]) -> None:
     patch = _patches(products)[0]
     other = next(s for s in SPLITS if s != patch.split)
-    bad = PatchRecord(**{**patch.__dict__, "split": other})
+    bad = dataclasses.replace(patch, split=other)
     with pytest.raises(ValueError, match="never by patch"):
         build_catalog(tmp_path, products, [bad])
     with pytest.raises(ValueError, match="duplicate product id"):
@@ -361,9 +362,7 @@ def test_product_without_footprint(tmp_path: Path, products: list[ProductRecord]
     meta = {**record.meta, "footprint": None, "crs": None, "transform": None}
     unlocated = ProductRecord(meta=meta, flight_line=record.flight_line, split=record.split)
     patches = [p for p in _patches(products) if p.product_id == record.product_id]
-    catalog = build_catalog(
-        tmp_path, [unlocated], [PatchRecord(**{**p.__dict__, "footprint": None}) for p in patches]
-    )
+    catalog = build_catalog(tmp_path, [unlocated], [dataclasses.replace(p, footprint=None) for p in patches])
     assert validate_catalog(catalog, schemas) == []
     item = _items(catalog)[record.product_id]
     assert item.geometry is None and item.bbox is None
