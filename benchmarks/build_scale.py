@@ -1,17 +1,19 @@
 """The build at scale: wall time per stage, products/s, peak RSS, disk ÷ corpus; and the metadata path at
 Hyper-400K size.
 
-    python -m benchmarks.build_scale [--quick]
+    python -m benchmarks.build_scale [--quick] [--sizes N ...]
 
 Part 1 builds N generated AVIRIS-NG L1 products (N = 12, 48, 192; ``--quick``: 12, 48) on a LocalCluster of
-1 and 2 workers, started before the build (its start-up is reported apart), and reports, per run: seconds per stage (from the build's stage messages), products/s,
-the share of worker time spent packing (sum of the packing tasks' seconds ÷ wall time × workers), the peak
+1 and 2 workers, started before the build (its start-up is reported apart), and reports, per run: seconds
+per stage (from the build's stage messages), products/s, the mean seconds of a tiling and a packing task and
+each worker's busy share (the scheduler's task stream), the load average before the run, the share of worker time spent packing (sum of the packing tasks' seconds ÷ wall time × workers), the peak
 RSS of the client plus its workers (process tree, sampled every 0.1 s), and the peak bytes under the build
 folder ÷ the bytes of the finished shards (the "no second copy" figure; sampled every 0.1 s).
 
 Part 2 writes one generation's index, patch table and catalog for 13,040 products and 400,000 patches from
-synthetic records (a real product's metadata, renamed and moved; no pixels), in a fresh process whose own
-peak RSS is reported. ``--quick`` uses a tenth of that.
+synthetic records (a real product's metadata, renamed and moved, each patch its own footprint; no pixels),
+in a fresh process whose own peak RSS is reported (the records included, as a build holds them), always at
+full size.
 
 Last line: one JSON object with ``runs`` (per N × workers), ``speedup_2_workers`` (per N), ``metadata``.
 """
@@ -31,6 +33,7 @@ from typing import Any
 from benchmarks.common import OUT, Sampler, bytes_under
 
 LINES, SAMPLES, TILE = 128, 96, 32
+THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")  # set to 1 by dask's nanny
 HYPER400K_PRODUCTS, HYPER400K_PATCHES = 13_040, 400_000
 
 
@@ -57,7 +60,7 @@ def products(n: int) -> Path:
 
 def run_build(n: int, workers: int) -> dict[str, Any]:
     """One build of ``n`` products on ``workers`` workers; its figures."""
-    from dask.distributed import LocalCluster
+    from dask.distributed import Client, LocalCluster, get_task_stream
 
     from hyper400k.presets import get_preset
     from pipelines.build import BuildConfig, build
@@ -73,8 +76,10 @@ def run_build(n: int, workers: int) -> dict[str, Any]:
         LocalCluster(
             n_workers=workers, threads_per_worker=1, dashboard_address=None, silence_logs=logging.ERROR
         ) as cluster,
+        Client(cluster) as client,
         Sampler(children=True, folder=output, interval=0.1) as sampler,
     ):
+        threads_env = client.run(lambda: {k: os.environ.get(k) for k in THREAD_ENV})
         config = BuildConfig(
             input=inputs,
             output=output,
@@ -84,8 +89,10 @@ def run_build(n: int, workers: int) -> dict[str, Any]:
             progress=False,
             window_products=8,
         )
-        start = time.perf_counter()
-        result = build(config, on_stage=lambda message: marks.append((message, time.perf_counter())))
+        load_before = os.getloadavg()[0]
+        start, start_epoch = time.perf_counter(), time.time()
+        with get_task_stream(client) as stream:
+            result = build(config, on_stage=lambda message: marks.append((message, time.perf_counter())))
         wall = time.perf_counter() - start
     if not result.ok:
         raise RuntimeError(f"build failed: {result.failures[:2]}")
@@ -110,10 +117,39 @@ def run_build(n: int, workers: int) -> dict[str, Any]:
         "products_per_s": round(n / wall, 2),
         "packing_share_of_worker_time": round(pack_seconds / (wall * workers), 3),
         "packing_s": round(pack_seconds, 2),
+        **_task_figures(stream.data, start_epoch, wall, workers),
+        "load_average_before": round(load_before, 1),
+        "worker_thread_env": sorted({json.dumps(env, sort_keys=True) for env in threads_env.values()}),
         "peak_rss_mb_client_and_workers": round(sampler.peak_rss / 1e6),
         "corpus_mb": round(corpus / 1e6, 1),
         "disk_peak_over_corpus": round(sampler.peak_disk / corpus, 3),
         "disk_end_over_corpus": round(bytes_under(output) / corpus, 3),
+    }
+
+
+def _task_figures(tasks: list[dict[str, Any]], start: float, wall: float, workers: int) -> dict[str, Any]:
+    """What the workers did, from the scheduler's task stream: the mean compute seconds of a tiling and of a
+    packing task, and the share of the wall time each worker spent computing. Busy workers whose tasks take
+    longer with two than with one are sharing cores; idle ones would be waiting on something serial. Also when
+    the first task started, counted from the build's start (the scheduler's clock is wall time, ``start`` is
+    converted to it by the caller)."""
+    seconds: dict[str, list[float]] = {"product": [], "pack": []}
+    busy: dict[str, float] = {}
+    first = min(
+        (s["start"] for t in tasks for s in t["startstops"] if s["action"] == "compute"), default=start
+    )
+    for task in tasks:
+        compute = sum(s["stop"] - s["start"] for s in task["startstops"] if s["action"] == "compute")
+        kind = str(task["key"]).split("-", 1)[0]
+        if kind in seconds:
+            seconds[kind].append(compute)
+        busy[task["worker"]] = busy.get(task["worker"], 0.0) + compute
+    return {
+        "tile_task_mean_s": round(sum(seconds["product"]) / max(len(seconds["product"]), 1), 3),
+        "pack_task_mean_s": round(sum(seconds["pack"]) / max(len(seconds["pack"]), 1), 3),
+        "worker_busy_share": sorted(round(b / wall, 3) for b in busy.values()),
+        "workers_seen": len(busy) or workers,
+        "first_task_after_s": round(first - start, 2),
     }
 
 
@@ -155,18 +191,7 @@ def synthetic_records(products: int, patches: int) -> list[dict[str, Any]]:
     for i in range(products):
         product_id = f"ang2019{(i % 12) + 1:02d}{(i % 28) + 1:02d}t{i:06d}_rdn_v2p9_img"
         dx, dy = (i % 100) * 0.05, (i // 100) * 0.02
-        footprint = {
-            "type": "Polygon",
-            "coordinates": [
-                [
-                    [-120 + dx, 35 + dy],
-                    [-119.99 + dx, 35 + dy],
-                    [-119.99 + dx, 35.01 + dy],
-                    [-120 + dx, 35.01 + dy],
-                    [-120 + dx, 35 + dy],
-                ]
-            ],
-        }
+        footprint = _square(-120 + dx, 35 + dy, 0.01)
         meta = dict(
             base["meta"],
             product_id=product_id,
@@ -179,8 +204,8 @@ def synthetic_records(products: int, patches: int) -> list[dict[str, Any]]:
                 "key": sample_key(product_id, 32 * r, 0),
                 "row": 32 * r,
                 "col": 0,
-                "footprint": footprint,
-                "qa": qa,
+                "footprint": _square(-120 + dx, 35 + dy + r * 0.0003, 0.0003),  # each patch its own polygon
+                "qa": dict(qa),
             }
             for r in range(count)
         ]
@@ -197,6 +222,12 @@ def synthetic_records(products: int, patches: int) -> list[dict[str, Any]]:
             )
         )
     return records
+
+
+def _square(x: float, y: float, size: float) -> dict[str, Any]:
+    """A GeoJSON square with its lower-left corner at (x, y), counter-clockwise, as a build writes a footprint."""
+    ring = [[x, y], [x + size, y], [x + size, y + size], [x, y + size], [x, y]]
+    return {"type": "Polygon", "coordinates": [ring]}
 
 
 def products_one() -> Path:
@@ -261,9 +292,10 @@ def run_metadata(products: int, patches: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="N = 12, 48 and a tenth of the metadata size.")
+    parser.add_argument("--quick", action="store_true", help="N = 12 and 48 only.")
+    parser.add_argument("--sizes", type=int, nargs="+", help="N to build (default 12 48 192; --quick 12 48).")
     args = parser.parse_args()
-    sizes = (12, 48) if args.quick else (12, 48, 192)
+    sizes = tuple(args.sizes or ((12, 48) if args.quick else (12, 48, 192)))
     runs = []
     for n in sizes:
         for workers in (1, 2):
@@ -278,8 +310,7 @@ def main() -> None:
         )
         for n in sizes
     }
-    scale = 10 if args.quick else 1
-    metadata = run_metadata(HYPER400K_PRODUCTS // scale, HYPER400K_PATCHES // scale)
+    metadata = run_metadata(HYPER400K_PRODUCTS, HYPER400K_PATCHES)
     print(json.dumps(metadata))
     print(json.dumps({"runs": runs, "speedup_2_workers": speedup, "metadata": metadata}))
 

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pa_ds
@@ -52,6 +53,7 @@ import pyproj
 import pystac
 import shapely
 import stac_geoparquet.arrow
+import stac_geoparquet.arrow._to_arrow as _stac_arrow
 import yaml
 from pystac.layout import BestPracticesLayoutStrategy, CustomLayoutStrategy
 from pystac.validation import GetSchemaError, validate_dict
@@ -124,7 +126,7 @@ class ProductRecord:
         return str(self.meta["product_id"])
 
 
-@dataclass
+@dataclass(slots=True)  # 400,000 of them at Hyper-400K size: no per-instance __dict__
 class PatchRecord:
     """One sample as the patch index needs it.
 
@@ -224,6 +226,7 @@ def build_catalog(
     """
     config = load_collection_config(collection_config)
     _check_records(products, patches)
+    _real_folder.cache_clear()  # folders resolved afresh by every build
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     prefix = "" if generation is None else generation_dir(generation)
@@ -235,22 +238,29 @@ def build_catalog(
         if generation is not None:
             root.extra_fields[GENERATION_FIELD] = int(generation)
         root.extra_fields.update(root_fields or {})
-        items = {record.product_id: _product_item(record) for record in products}
-        for child in _child_collections(root.id, config, products, items):
+        groups = _groups(root.id, products)
+        for child in _child_collections(config, groups):
             root.add_child(child)
+        # Only the root and its few children are a pystac tree; Items are made, written and dropped one at a
+        # time (13,040 Items with 425 bands each do not fit in memory together, and a collection holding
+        # thousands of linked Items makes pystac's link lookups quadratic).
         root.normalize_hrefs(str(out_dir), strategy=_layout(prefix))
+        root.catalog_type = pystac.CatalogType.SELF_CONTAINED  # links written relative (what save() sets)
         patch_index = out_dir / prefix / PATCH_INDEX_FILE
-        for item in items.values():
-            _add_item_links(item, out_dir, patch_index if patches else None, shard_index=shard_index)
+        for child in root.get_children():
+            _write_items(
+                child, groups[child.id], out_dir, staging, patch_index if patches else None, shard_index
+            )
         _add_shard_assets(root, out_dir, shards)
+        # the root and children; the Items' links are hrefs (unresolved), which save() leaves alone
         root.save(pystac.CatalogType.SELF_CONTAINED, dest_href=str(staging))
         if patches:
-            footprints = {pid: (item.geometry, item.bbox) for pid, item in items.items()}
-            collection_of = {pid: item.collection_id for pid, item in items.items()}
+            footprints = {
+                record.product_id: _clean_geometry(record.meta.get("footprint")) for record in products
+            }
+            collection_of = {record.product_id: cid for cid, members in groups.items() for record in members}
             (staging / prefix).mkdir(parents=True, exist_ok=True)
-            _write_patch_index(
-                staging / prefix / PATCH_INDEX_FILE, patches, footprints, collection_of, root, staging
-            )
+            _write_patch_index(staging / prefix / PATCH_INDEX_FILE, patches, footprints, collection_of, root)
         _install(staging, out_dir, prefix)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -407,15 +417,24 @@ def _config_links(config: dict[str, Any], rels: Iterable[str] | None = None) -> 
     ]
 
 
-def _child_collections(
-    root_id: str, config: dict[str, Any], products: Sequence[ProductRecord], items: dict[str, pystac.Item]
-) -> Iterator[pystac.Collection]:
-    """One Collection per (sensor, level) present, holding its products' Items, in a stable order."""
+def _groups(root_id: str, products: Sequence[ProductRecord]) -> dict[str, list[ProductRecord]]:
+    """Products per child collection id (``<root>-<sensor>-<level>``), in (sensor, level) then id order."""
     groups: dict[tuple[str, str], list[ProductRecord]] = {}
     for record in products:
         groups.setdefault((record.meta["sensor"], record.meta["level"]), []).append(record)
+    return {
+        f"{root_id}-{sensor}-{level.lower()}": sorted(members, key=lambda r: r.product_id)
+        for (sensor, level), members in sorted(groups.items())
+    }
+
+
+def _child_collections(
+    config: dict[str, Any], groups: dict[str, list[ProductRecord]]
+) -> Iterator[pystac.Collection]:
+    """One Collection per (sensor, level) present, in a stable order (its Items are written apart)."""
     titles = config.get("sensors", {})
-    for (sensor, level), records in sorted(groups.items()):
+    for collection_id, records in groups.items():
+        sensor, level = records[0].meta["sensor"], records[0].meta["level"]
         spec = sensor_spec(sensor)
         level_name = "at-sensor radiance" if level == "L1" else "surface reflectance"
         gsds = [r.meta["gsd_m"] for r in records if _positive(r.meta.get("gsd_m"))]
@@ -428,7 +447,6 @@ def _child_collections(
         }
         if gsds:
             summaries["gsd"] = {"minimum": min(gsds), "maximum": max(gsds)}
-        collection_id = f"{root_id}-{sensor}-{level.lower()}"
         child = pystac.Collection(
             id=collection_id,
             title=f"{titles.get(sensor, sensor)} {PROCESSING_LEVEL[level]} {level_name}",
@@ -444,9 +462,69 @@ def _child_collections(
         )
         for link in _config_links(config, rels=("license",)):
             child.add_link(link)
-        for record in sorted(records, key=lambda r: r.product_id):
-            child.add_item(items[record.product_id])
         yield child
+
+
+def _write_items(
+    child: pystac.Collection,
+    records: Sequence[ProductRecord],
+    out_dir: Path,
+    staging: Path,
+    patch_index: Path | None,
+    shard_index: str | None,
+) -> None:
+    """Write the Items of one child collection under ``staging`` one at a time, and link them from the
+    collection by href (before its parent link, where ``add_item`` puts them).
+
+    Each file is what pystac writes for an Item added to the collection (same fields, links and order; a
+    test reads them back with pystac), but the links are made once per collection: they are the same for
+    every Item but its own title. Through pystac's object graph (``add_item``, ``save_object``) the link
+    bookkeeping costs more than the rest of an Item: minutes at Hyper-400K's 13,040 products."""
+    folder = os.path.dirname(child.get_self_href() or "")
+    layout = BestPracticesLayoutStrategy()
+    io = pystac.StacIO.default()
+    shared = _collection_links(child, records[0]) if records else []
+    item_links = []
+    for record in records:
+        item = _product_item(record)
+        item.collection_id = child.id
+        href = layout.get_item_href(item, folder)
+        data = item.to_dict(include_self_link=False, transform_hrefs=False)  # its own links: ``via``
+        data["links"] += shared + _item_links(
+            item.id, os.path.dirname(href), out_dir, patch_index, shard_index
+        )
+        path = staging / os.path.relpath(href, out_dir)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(io.json_dumps(data), encoding="utf-8")
+        relative = "./" + Path(os.path.relpath(href, folder)).as_posix()
+        item_links.append(pystac.Link(pystac.RelType.ITEM, relative, pystac.MediaType.GEOJSON))
+    at = next(i for i, link in enumerate(child.links) if link.rel == pystac.RelType.PARENT)
+    child.links[at:at] = item_links
+
+
+def _collection_links(child: pystac.Collection, record: ProductRecord) -> list[dict[str, Any]]:
+    """The root, collection and parent links of an Item of ``child``, as pystac writes them (relative)."""
+    probe = pystac.Item(record.product_id, None, None, _parse_datetime(record.meta["datetime"]), {})
+    child.add_item(probe)  # sets the probe's root, parent, collection and self href per the layout
+    child.links.pop()  # the collection's link to the probe
+    probe.set_parent(child)  # the parent link after the collection link, as normalize_hrefs leaves them
+    rels = (pystac.RelType.ROOT, pystac.RelType.COLLECTION, pystac.RelType.PARENT)
+    return [link.to_dict() for link in probe.links if link.rel in rels]
+
+
+def _item_links(
+    item_id: str, item_dir: str, out_dir: Path, patch_index: Path | None, shard_index: str | None
+) -> list[dict[str, Any]]:
+    """Links from an Item to the patch index and shard index, relative to the Item's folder."""
+    links = []
+    if patch_index is not None:
+        href = os.path.relpath(patch_index, item_dir)
+        title = f"Patches of this product: rows with hyper400k:product = {item_id}"
+        links.append(pystac.Link(REL_PATCHES, href, PARQUET_MEDIA_TYPE, title))
+    if shard_index is not None:
+        href = os.path.relpath(out_dir / shard_index, item_dir)
+        links.append(pystac.Link(REL_SHARD_INDEX, href, "application/json", "WebDataset shard index"))
+    return [link.to_dict(transform_href=False) for link in links]
 
 
 def _add_shard_assets(root: pystac.Collection, out_dir: Path, shards: Sequence[ShardAsset]) -> None:
@@ -474,20 +552,6 @@ def _add_shard_assets(root: pystac.Collection, out_dir: Path, shards: Sequence[S
         )
         if EXT_FILE not in child.stac_extensions:
             child.stac_extensions.append(EXT_FILE)
-
-
-def _add_item_links(
-    item: pystac.Item, out_dir: Path, patch_index: Path | None, *, shard_index: str | None
-) -> None:
-    """Links from an Item to the patch index and shard index, relative to the Item's final location."""
-    item_dir = os.path.dirname(item.get_self_href() or "")
-    if patch_index is not None:
-        href = os.path.relpath(patch_index, item_dir)
-        title = f"Patches of this product: rows with hyper400k:product = {item.id}"
-        item.add_link(pystac.Link(REL_PATCHES, href, PARQUET_MEDIA_TYPE, title))
-    if shard_index is not None:
-        href = os.path.relpath(out_dir / shard_index, item_dir)
-        item.add_link(pystac.Link(REL_SHARD_INDEX, href, "application/json", "WebDataset shard index"))
 
 
 def _install(staging: Path, out_dir: Path, prefix: str = "") -> None:
@@ -589,7 +653,7 @@ def _product_item(record: ProductRecord) -> pystac.Item:
 
 def _asset(record: ProductRecord, role: str, path: str) -> pystac.Asset:
     """A source file as an Asset: absolute href, media type, size, checksum; the data file gets the bands."""
-    file_path = Path(path).resolve()
+    file_path = _real_path(path)
     extra: dict[str, Any] = {}
     size = record.sizes.get(role)
     if size is None and file_path.is_file():
@@ -615,13 +679,28 @@ def _asset(record: ProductRecord, role: str, path: str) -> pystac.Asset:
     )
 
 
+def _real_path(path: str) -> Path:
+    """``Path(path).resolve()``, resolving each folder once: products of an archive share their folders, and
+    ``resolve`` checks every component of every path (a quarter of an Item's cost at 13,040 products)."""
+    if os.path.islink(path):
+        return Path(path).resolve()
+    folder, name = os.path.split(os.path.abspath(path))
+    return Path(_real_folder(folder)) / name
+
+
+@functools.lru_cache(maxsize=4096)
+def _real_folder(folder: str) -> str:
+    return os.path.realpath(folder)
+
+
 def _bands(meta: dict[str, Any]) -> list[dict[str, Any]]:
     """Every band, in file order, with centre wavelength and FWHM in micrometres (non-finite values left out).
 
     Products of one sensor and processing version share their band table, so tables are built once per
-    distinct table (at archive scale this is most of an Item's cost) and copied per Item."""
+    distinct table (at archive scale this is most of an Item's cost). The band dicts are shared, not copied:
+    :func:`build_catalog` only serialises an Item and drops it, and a copy per Item cost 1 ms (13 s at 13,040)."""
     table = _band_table(tuple(meta["wavelength_nm"]), tuple(meta["fwhm_nm"]), tuple(meta["good_bands"]))
-    return [dict(band) for band in table]
+    return list(table)
 
 
 @functools.lru_cache(maxsize=64)
@@ -787,15 +866,17 @@ def _write_patch_index(
     product_footprints: dict[str, tuple[dict[str, Any] | None, list[float] | None]],
     collection_of: dict[str, str | None],
     root: pystac.Collection,
-    scratch: Path,
 ) -> None:
-    """Write the stac-geoparquet patch index; schema inference spills chunks to ``scratch``, not RAM."""
-    rows = (_patch_item(p, product_footprints[p.product_id], collection_of[p.product_id]) for p in patches)
-    chunks = Path(tempfile.mkdtemp(prefix=".chunks-", dir=scratch))
-    reader = stac_geoparquet.arrow.parse_stac_items_to_arrow(rows, schema="ChunksToDisk", tmpdir=chunks)
+    """Write the stac-geoparquet patch index: one row per sample (see :func:`_patch_columns` for a row).
+
+    The table is built column by column, the patch footprints as one vectorised shapely call, and written by
+    stac-geoparquet (its GeoParquet and collection metadata). Handing stac-geoparquet one dict per row instead
+    gives the same table, but it deep-copies and parses every row, about 1 ms each: minutes at Hyper-400K's
+    400,000 patches. Row groups of 65,536 rows (what its row-by-row path writes) keep filters pushed down."""
+    table = _patch_columns(patches, product_footprints, collection_of)
+    batches = pa.RecordBatchReader.from_batches(table.schema, table.to_batches(max_chunksize=_ROW_GROUP))
     collections = {root.id: _bare(root), **{child.id: _bare(child) for child in root.get_children()}}
-    stac_geoparquet.arrow.to_parquet(reader, path, collections=collections)
-    shutil.rmtree(chunks, ignore_errors=True)
+    stac_geoparquet.arrow.to_parquet(batches, path, collections=collections)
 
 
 def _bare(collection: pystac.Catalog) -> dict[str, Any]:
@@ -805,53 +886,132 @@ def _bare(collection: pystac.Catalog) -> dict[str, Any]:
     return data
 
 
-def _patch_item(
-    patch: PatchRecord,
-    product_footprint: tuple[dict[str, Any] | None, list[float] | None],
-    collection_id: str | None,
-) -> dict[str, Any]:
-    """A lightweight STAC Item for one sample: geometry, split, shard href and flattened scalar QA.
+def _patch_columns(
+    patches: Sequence[PatchRecord],
+    product_footprints: dict[str, tuple[dict[str, Any] | None, list[float] | None]],
+    collection_of: dict[str, str | None],
+) -> pa.Table:
+    """The patch index as stac-geoparquet lays out a lightweight STAC Item per sample: ``type``,
+    ``stac_version``, ``stac_extensions``, ``id``, ``collection``, ``geometry`` (WKB), ``bbox`` (struct),
+    ``links``, ``assets`` (the shard), then the properties: ``datetime``, ``hyper400k:*``, ``ml-aoi:split`` and
+    the scalar QA as ``qa:<name>``.
 
     stac-geoparquet needs a geometry and a bbox on every row: a patch without its own footprint gets its
     product's (``hyper400k:footprint`` = ``product``), and one whose product has none an empty polygon
     with a NaN bbox (``none``), which no spatial filter matches.
     """
-    (geometry, bbox), source = _clean_geometry(patch.footprint), "patch"
-    if geometry is None:
-        (geometry, bbox), source = product_footprint, "product"
-    if geometry is None:
-        geometry, bbox, source = {"type": "Polygon", "coordinates": []}, [math.nan] * 4, "none"
-    qa = {
-        f"qa:{name}": value
-        for name, value in patch.qa.items()
-        if value is None or isinstance(value, bool | int | float | str)
+    n = len(patches)
+    wkb, boxes, source = [], [], []
+    for start in range(0, n, _ROW_GROUP):  # a chunk at a time: GEOS objects for every patch at once are large
+        chunk_wkb, chunk_bbox, chunk_source = _patch_geometries(
+            patches[start : start + _ROW_GROUP], product_footprints
+        )
+        wkb.append(pa.array(chunk_wkb, pa.binary()))
+        boxes.append(chunk_bbox)
+        source += chunk_source
+    bbox = np.concatenate(boxes)
+    when = {
+        text: _parse_datetime(text).strftime("%Y-%m-%dT%H:%M:%SZ") for text in {p.datetime for p in patches}
     }
-    properties = {
-        "datetime": _parse_datetime(patch.datetime).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "hyper400k:shard": patch.shard,
-        "hyper400k:product": patch.product_id,
-        "hyper400k:sensor": patch.sensor,
-        "hyper400k:level": patch.level,
-        "hyper400k:flight_line": patch.flight_line,
-        "hyper400k:segment": patch.segment,
-        "ml-aoi:split": patch.split,
-        "hyper400k:row": int(patch.row),
-        "hyper400k:col": int(patch.col),
-        "hyper400k:footprint": source,
-        **qa,
+    qa_names: dict[str, None] = {}
+    for patch in patches:
+        qa_names.update(dict.fromkeys(patch.qa))
+    qa_columns = {}
+    for name in qa_names:  # scalar QA only (per-band lists stay in meta.json); a row without it is null
+        values = [patch.qa.get(name, _MISSING) for patch in patches]
+        kinds = set(map(type, values))
+        if kinds & _SCALAR_QA:  # some row has it as a scalar (or null)
+            qa_columns[f"qa:{name}"] = pa.array([v if type(v) in _SCALAR_QA else None for v in values])
+    shards = pa.array([p.shard for p in patches])
+    asset = pa.StructArray.from_arrays(
+        [shards, pa.array(["application/x-tar"] * n), pa.array([["data"]] * n, pa.list_(pa.string()))],
+        names=["href", "type", "roles"],
+    )
+    columns: dict[str, pa.Array | pa.ChunkedArray] = {
+        "type": pa.array(["Feature"] * n),
+        "stac_version": pa.array([pystac.get_stac_version()] * n),
+        "stac_extensions": pa.array([[EXT_ML_AOI]] * n, pa.list_(pa.string())),
+        "id": pa.array([p.key for p in patches]),
+        "collection": pa.array([collection_of[p.product_id] for p in patches], pa.string()),
+        "geometry": pa.chunked_array(wkb, pa.binary()),
+        "bbox": pa.StructArray.from_arrays(list(bbox.T), names=["xmin", "ymin", "xmax", "ymax"]),
+        "links": pa.array([[]] * n, pa.list_(pa.null())),
+        "assets": pa.StructArray.from_arrays([asset], names=["shard"]),
+        "datetime": pa.array(pa.array([when[p.datetime] for p in patches]), pa.timestamp("us", tz="UTC")),
+        "hyper400k:shard": shards,
+        "hyper400k:product": pa.array([p.product_id for p in patches]),
+        "hyper400k:sensor": pa.array([p.sensor for p in patches]),
+        "hyper400k:level": pa.array([p.level for p in patches]),
+        "hyper400k:flight_line": pa.array([p.flight_line for p in patches]),
+        "hyper400k:segment": pa.array([p.segment for p in patches]),
+        "ml-aoi:split": pa.array([p.split for p in patches]),
+        "hyper400k:row": pa.array([int(p.row) for p in patches], pa.int64()),
+        "hyper400k:col": pa.array([int(p.col) for p in patches], pa.int64()),
+        "hyper400k:footprint": pa.array(source),
+        **qa_columns,
     }
-    return {
-        "type": "Feature",
-        "stac_version": pystac.get_stac_version(),
-        "stac_extensions": [EXT_ML_AOI],
-        "id": patch.key,
-        "collection": collection_id,
-        "geometry": geometry,
-        "bbox": bbox,
-        "properties": properties,
-        "links": [],
-        "assets": {"shard": {"href": patch.shard, "type": "application/x-tar", "roles": ["data"]}},
-    }
+    # the geometry column tagged as stac-geoparquet tags it (geoarrow WKB in WGS-84), by its own function
+    return pa.Table.from_batches(
+        [_stac_arrow.assign_geoarrow_metadata(batch) for batch in pa.table(columns).to_batches()]
+    )
+
+
+_ROW_GROUP = 65_536  # rows per parquet row group (what stac-geoparquet's row-by-row path writes)
+_MISSING = object()  # a QA field a patch lacks
+_SCALAR_QA = {type(None), bool, int, float, str}
+
+
+def _patch_geometries(
+    patches: Sequence[PatchRecord],
+    product_footprints: dict[str, tuple[dict[str, Any] | None, list[float] | None]],
+) -> tuple[list[bytes], np.ndarray, list[str]]:
+    """Every patch's footprint as ISO WKB, its bbox (n × 4) and where it came from (``patch``, ``product``,
+    ``none``). Footprints that are convex quadrilaterals (a tile's corners under an affine map: nearly all)
+    are oriented counter-clockwise and encoded in one vectorised pass, exactly as :func:`_convex_quad` does
+    one at a time; any other goes through :func:`_clean_geometry`."""
+    n = len(patches)
+    rings = np.full((n, 5, 2), np.nan)
+    quad = np.zeros(n, dtype=bool)
+    found, coordinates = [], []
+    for i, patch in enumerate(patches):
+        footprint = patch.footprint
+        if footprint is None or footprint.get("type") != "Polygon":
+            continue
+        parts = footprint.get("coordinates", ())
+        ring = parts[0] if len(parts) == 1 else ()
+        if len(ring) == 5 and list(ring[0]) == list(ring[-1]) and all(len(point) == 2 for point in ring):
+            found.append(i)
+            coordinates.append(ring)
+    if found:
+        rings[found] = np.array(coordinates, dtype=float)
+        quad[found] = True
+    a, b, c = rings[:, 0:4], np.roll(rings[:, 0:4], -1, axis=1), np.roll(rings[:, 0:4], -2, axis=1)
+    turns = (b[..., 0] - a[..., 0]) * (c[..., 1] - b[..., 1]) - (b[..., 1] - a[..., 1]) * (
+        c[..., 0] - b[..., 0]
+    )
+    with np.errstate(invalid="ignore"):
+        convex = quad & np.isfinite(turns).all(axis=1) & ((turns > 0).all(axis=1) | (turns < 0).all(axis=1))
+    clockwise = convex & (turns[:, 0] < 0)
+    rings[clockwise, 0:4] = rings[clockwise, 3::-1]
+    rings[convex, 4] = rings[convex, 0]
+    wkb: list[bytes] = [b""] * n
+    encoded = shapely.to_wkb(shapely.polygons(rings[convex]), flavor="iso")
+    for i, value in zip(np.flatnonzero(convex), encoded, strict=True):
+        wkb[i] = value
+    bbox = np.empty((n, 4))
+    bbox[:, 0:2] = rings[:, 0:4].min(axis=1)
+    bbox[:, 2:4] = rings[:, 0:4].max(axis=1)
+    source = ["patch"] * n
+    for i in np.flatnonzero(~convex):
+        patch = patches[i]
+        (geometry, box), source[i] = _clean_geometry(patch.footprint), "patch"
+        if geometry is None:
+            (geometry, box), source[i] = product_footprints[patch.product_id], "product"
+        if geometry is None:
+            geometry, box, source[i] = {"type": "Polygon", "coordinates": []}, [math.nan] * 4, "none"
+        wkb[i] = shapely.to_wkb(shape(geometry), flavor="iso")
+        bbox[i] = box
+    return wkb, bbox, source
 
 
 def read_patch_index(

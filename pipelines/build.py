@@ -2,7 +2,9 @@
 
 Every product is a tiling task and every window (a few products of one sensor × level) a packing task,
 all on the Dask workers; the client plans and commits. A window's spools are deleted once its shards are
-durable, so the disk holds the corpus plus the windows in flight. The output is a generation (see
+durable, and at most one window per worker thread is in flight, so the disk holds the corpus plus those
+windows. A re-run under other settings (preset, tile, stride, shard size, seed, splits) would replace every
+shard, so it is refused unless forced. The output is a generation (see
 :mod:`pipelines.generation`): a re-run keeps every intact window byte-identical, packs only new products,
 rewrites only the windows that held a removed product, and repairs missing or damaged shards (size always,
 sha256 with ``verify``), re-tiling their products when the spools are gone.
@@ -501,8 +503,9 @@ def _run_on_cluster(
     bar: Any,
     stage: Callable[[str], None],
 ) -> list[Outcome]:
-    """Product tasks first, in window order; each window's packing task is submitted (ahead of any
-    waiting product task) as soon as its last product is tiled, so spools live about one window long."""
+    """Product tasks in window order, one window per worker thread at a time; each window's packing task is
+    submitted (ahead of any waiting product task) as soon as its last product is tiled, and the next window
+    opens when it is packed. Spools live about one window long and never pile up ahead of packing."""
     outcomes: list[Outcome] = []
     if not fresh and not derived:
         return outcomes
@@ -521,7 +524,14 @@ def _run_on_cluster(
             members = [records[job.product_id] for job in window.jobs]
             submit_pack(window.spec, members, [job.product_id for job in window.jobs])
 
-        for window in fresh:
+        queue = iter(fresh)
+        fresh_keys = {f"pack-{window.spec.window_id}" for window in fresh}
+
+        def open_next() -> None:
+            """Start tiling the next window (or pack it at once when its spools are all there)."""
+            window = next(queue, None)
+            if window is None:
+                return
             waiting[window.spec.window_id] = set()
             for job in window.jobs:
                 if job.product_id in tile:
@@ -531,6 +541,11 @@ def _run_on_cluster(
                     running.add(client.submit(run_product, job, key=key, pure=False, retries=1))
             if not waiting[window.spec.window_id]:
                 window_ready(window)
+
+        # At most one window in flight per worker thread: spools exist only for windows being tiled or
+        # packed, so the disk holds the corpus plus those windows however many products wait.
+        for _ in range(max(1, sum(client.nthreads().values()))):
+            open_next()
         for spec in derived:
             submit_pack(spec, [], list(spec.keep))
         for future in running:
@@ -541,6 +556,8 @@ def _run_on_cluster(
                     if output_refused(exc):
                         raise
                     outcomes.append((products_of[future.key], exc))
+                if future.key in fresh_keys:  # its spools are gone: the next window may start
+                    open_next()
                 continue
             window = window_of[future.key]
             job = next(j for j in window.jobs if f"product-{j.product_id}" == future.key)

@@ -24,7 +24,8 @@ def write_catalog(
         key: shard["name"] for window in windows for shard in window.shards for key in shard["keys"]
     }
     products = [_product_record(r) for r in records]
-    by_key = {p["key"]: r for r in records for p in r["patches"]}
+    first_keys = {shard["keys"][0] for window in windows for shard in window.shards}
+    by_key = {p["key"]: r for r in records for p in r["patches"] if p["key"] in first_keys}
     patches = [
         PatchRecord(
             key=p["key"],

@@ -114,3 +114,53 @@ def test_manifest_build_goes_on_past_404_and_corrupt_file(ng_products, tmp_path)
     assert f"{base}/{data[0].name}" in [
         link["href"] for link in item["links"] if link["rel"] == "via"
     ]  # provenance
+
+
+def test_windows_in_flight_never_outnumber_worker_threads(tmp_path, monkeypatch):
+    """Products of a window start only once a window before it is packed (its spools deleted), at most one
+    window per worker thread: even when packing is slow, spools never pile up ahead of it, and the disk holds
+    the corpus plus those windows. (The in-process cluster runs the slowed packing task given here.)"""
+    from dask.distributed import Client, LocalCluster, get_task_stream
+
+    import pipelines.build
+
+    inputs = tmp_path / "input"
+    for seed in range(6):
+        generate("aviris-ng", "L1", 96, 64, inputs / f"p{seed}", seed=seed)
+    pack = pipelines.build.pack_window
+
+    def slow_pack(*args, **kwargs):
+        time.sleep(0.5)  # slower than tiling: the old scheduling ran every product ahead of packing
+        return pack(*args, **kwargs)
+
+    monkeypatch.setattr(pipelines.build, "pack_window", slow_pack)
+    output = tmp_path / "out"
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+        get_task_stream(client) as stream,
+    ):
+        config = BuildConfig(
+            input=inputs,
+            output=output,
+            preset=get_preset("hyper400k", tile=32),
+            scheduler=cluster.scheduler_address,
+            progress=False,
+            window_products=1,
+            shard_bytes=400_000,
+        )
+        assert build(config).ok
+    windows = json.loads(next(output.glob("generations/*/index.json")).read_text())["windows"]
+    window_of = {product: w["id"] for w in windows for product in w["products"]}
+    starts: dict[str, list[float]] = {}
+    stops: dict[str, list[float]] = {}
+    for task in stream.data:
+        compute = next(s for s in task["startstops"] if s["action"] == "compute")
+        kind, _, name = str(task["key"]).partition("-")
+        window = name if kind == "pack" else window_of[name]
+        starts.setdefault(window, []).append(compute["start"])
+        stops.setdefault(window, []).append(compute["stop"])
+    order = sorted(starts, key=lambda w: min(starts[w]))
+    assert len(order) == len(windows) == 6
+    for before, after in zip(order, order[2:], strict=False):  # two threads: two windows in flight at most
+        assert min(starts[after]) >= max(stops[before])

@@ -6,6 +6,7 @@ deliberately broken copies must be rejected, so the validator is shown to check 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -337,13 +338,15 @@ def test_rebuild_replaces_only_catalog_entries(
 def test_inconsistent_records_are_refused(tmp_path: Path, products: list[ProductRecord]) -> None:
     patch = _patches(products)[0]
     other = next(s for s in SPLITS if s != patch.split)
-    bad = PatchRecord(**{**patch.__dict__, "split": other})
+    bad = dataclasses.replace(patch, split=other)
     with pytest.raises(ValueError, match="never by patch"):
         build_catalog(tmp_path, products, [bad])
     with pytest.raises(ValueError, match="duplicate product id"):
         build_catalog(tmp_path, [products[0], products[0]], [])
     first, second = products[0], products[1]
-    leaked = ProductRecord(**{**second.__dict__, "flight_line": first.flight_line, "split": other_split(first)})
+    leaked = ProductRecord(
+        **{**second.__dict__, "flight_line": first.flight_line, "split": other_split(first)}
+    )
     with pytest.raises(ValueError, match="splits are by flight line"):
         build_catalog(tmp_path, [first, leaked], [])
     assert list(tmp_path.iterdir()) == []
@@ -359,9 +362,7 @@ def test_product_without_footprint(tmp_path: Path, products: list[ProductRecord]
     meta = {**record.meta, "footprint": None, "crs": None, "transform": None}
     unlocated = ProductRecord(meta=meta, flight_line=record.flight_line, split=record.split)
     patches = [p for p in _patches(products) if p.product_id == record.product_id]
-    catalog = build_catalog(
-        tmp_path, [unlocated], [PatchRecord(**{**p.__dict__, "footprint": None}) for p in patches]
-    )
+    catalog = build_catalog(tmp_path, [unlocated], [dataclasses.replace(p, footprint=None) for p in patches])
     assert validate_catalog(catalog, schemas) == []
     item = _items(catalog)[record.product_id]
     assert item.geometry is None and item.bbox is None
@@ -433,6 +434,47 @@ def test_patch_index_geometry_and_round_trip(catalog: Path, patches: list[PatchR
         )
     items = list(stac_geoparquet.arrow.stac_table_to_items(table))
     assert {item["id"] for item in items} == {p.key for p in patches}
+
+
+def test_patch_index_is_what_stac_geoparquet_makes_of_the_same_items(catalog: Path) -> None:
+    """The columnar patch table equals stac-geoparquet's own row-by-row parse of the Items it holds (same
+    columns, types, geometry metadata and values), so building it by columns changes nothing a reader sees.
+    (The round trip moves ``datetime`` to the end, and parquet names list items ``element``.)"""
+    ours = pq.read_table(catalog.parent / PATCH_INDEX_FILE)
+    items = list(stac_geoparquet.arrow.stac_table_to_items(ours))
+    theirs = stac_geoparquet.arrow.parse_stac_items_to_arrow(items).read_all()
+    assert sorted(theirs.column_names) == sorted(ours.column_names)
+    theirs = theirs.select(ours.column_names)
+    assert theirs.schema.field("geometry").metadata == ours.schema.field("geometry").metadata
+    for name in ours.column_names:  # the same types, not merely castable ones
+        assert str(theirs.schema.field(name).type).replace("<item:", "<element:") == str(
+            ours.schema.field(name).type
+        )
+    assert theirs.cast(ours.schema.remove_metadata()).equals(ours.replace_schema_metadata(None))
+    geometries = shapely.from_wkb(ours.column("geometry").to_pylist())
+    polygons = [g for g in geometries if g.geom_type == "Polygon" and not g.is_empty]
+    assert polygons and all(g.exterior.is_ccw for g in polygons)  # RFC 7946: exterior rings counter-clockwise
+
+
+def test_items_written_one_at_a_time_are_what_pystac_writes(catalog: Path) -> None:
+    """Items are written apart from the pystac tree; reading each back with pystac and serialising it again
+    gives the same file, and its root, parent and collection links lead to the catalog and its collection."""
+    paths = sorted(catalog.parent.glob("*/*/*.json"))
+    assert paths
+    for path in paths:
+        item = pystac.Item.from_file(str(path))
+        item.get_root().catalog_type = pystac.CatalogType.SELF_CONTAINED
+        assert item.to_dict(include_self_link=False) == json.loads(path.read_text())
+        collection = path.parent.parent / "collection.json"
+        assert Path(item.get_parent().get_self_href()) == collection
+        assert Path(item.get_collection().get_self_href()) == collection
+        assert Path(item.get_root().get_self_href()) == catalog
+        items = json.loads(collection.read_text())["links"]
+        assert {
+            "rel": "item",
+            "href": f"./{path.parent.name}/{path.name}",
+            "type": "application/geo+json",
+        } in items
 
 
 def test_patch_record_from_sample_meta() -> None:
