@@ -39,6 +39,7 @@ from hyper400k.envi_header import find_data_file
 from hyper400k.errors import ProductError
 from hyper400k.manifest import ManifestEntry, load_manifest
 from hyper400k.presets import Preset
+from hyper400k.product import is_product_file
 from hyper400k.progress import progress_bar
 from hyper400k.readers.metadata import product_id_of
 from hyper400k.sensors import ProductName, identify
@@ -46,7 +47,7 @@ from hyper400k.shards import ShardError
 from hyper400k.splits import DEFAULT_FRACTIONS, split_flight_lines
 from hyper400k.stac import CATALOG_FILE
 from pipelines.catalog import write_catalog
-from pipelines.downloads import deferrable, product_files
+from pipelines.downloads import deferrable, fetched_files
 from pipelines.generation import (
     Committed,
     FreshWindow,
@@ -138,12 +139,12 @@ def discover(input_path: Path, download_dir: Path, progress: bool) -> Inputs:
         for r in results
         if not r.ok
     ]
-    sources: dict[Path, str] = {}
+    sources: dict[Path, str] = {}  # every fetched file (a data file and its header may come apart)
     for result in results:
         if result.ok:
-            for path in product_files(result):
+            for path in fetched_files(result):
                 sources[path.resolve()] = result.entry.url
-    return Inputs(sorted(sources), failures, sources, [], deferred)
+    return Inputs(sorted(p for p in sources if is_product_file(p)), failures, sources, [], deferred)
 
 
 def plan_jobs(

@@ -33,8 +33,8 @@ def deferrable(entry: ManifestEntry) -> bool:
     return entry.product is not None and (entry.is_tarball or entry.name.lower().endswith(SELF_CONTAINED))
 
 
-def product_files(result: FetchResult) -> list[Path]:
-    """The product files a successful fetch put on disk (data files or their headers), sorted.
+def fetched_files(result: FetchResult) -> tuple[Path, ...]:
+    """Every file a successful fetch put on disk (the archive's extracted members, or the file itself).
 
     Writes the entry's overrides beside each data file first, as its sidecar, so the readers see them.
     """
@@ -43,7 +43,7 @@ def product_files(result: FetchResult) -> list[Path]:
         for path in files:
             if file_role(path) == "data":
                 write_sidecar(path, result.entry.overrides)
-    return sorted(p for p in files if is_product_file(p))
+    return files
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def fetch_product(entry: ManifestEntry, dest: Path, product_id: str) -> Download
     result = fetch(entry, dest, progress=False)
     if not result.ok:
         raise FetchError(result.reason or f"{entry.url}: download failed")
-    for path in product_files(result):
+    for path in sorted(p for p in fetched_files(result) if is_product_file(p)):
         data = find_data_file(path) if path.suffix.lower() == ".hdr" else path
         if product_id_of(data) == product_id:
             return Download(data, result)
