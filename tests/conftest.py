@@ -32,3 +32,28 @@ def ng_copy(realdata: Path, tmp_path: Path) -> Path:
     shutil.copyfile(src, dst)
     shutil.copyfile(src.with_name(src.name + ".hdr"), dst.with_name(dst.name + ".hdr"))
     return dst
+
+
+def training_build(
+    tmp_path_factory: pytest.TempPathFactory, products: list[tuple[str, str, int, int, int]]
+) -> Path:
+    """A small build to pretrain or fine-tune on: generated ``(sensor, level, lines, samples, seed)`` products on
+    their real band grids, 64-pixel tiles, every flight line in the training split."""
+    from hyper400k.presets import get_preset
+    from hyper400k.synth import generate
+    from pipelines.build import BuildConfig, build
+
+    inputs = tmp_path_factory.mktemp("in")
+    for sensor, level, lines, samples, seed in products:
+        generate(sensor, level, lines, samples, inputs, seed=seed)
+    output = tmp_path_factory.mktemp("build")
+    config = BuildConfig(
+        input=inputs,
+        output=output,
+        preset=get_preset("hyper400k", tile=64),
+        scheduler="synchronous",
+        split_fractions={"train": 1.0},
+        progress=False,
+    )
+    assert build(config).ok
+    return output

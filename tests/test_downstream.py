@@ -13,6 +13,7 @@ import pytest
 import rasterio
 import scipy.io
 import torch
+from conftest import training_build
 
 from hyper400k.product import open_product
 from specaware.downstream.datasets import (
@@ -689,25 +690,7 @@ def test_finetune_from_a_checkpoint_at_a_smaller_patch_size(tmp_path: Path, patc
 @pytest.fixture(scope="module")
 def one_product_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A one-product build (AVIRIS-NG L2 on its real band grid, one 64-px tile), all of it training data."""
-    from hyper400k.presets import get_preset
-    from hyper400k.synth import generate
-    from pipelines.build import BuildConfig, build
-
-    inputs = tmp_path_factory.mktemp("in")
-    generate("aviris-ng", "L2", 64, 64, inputs, seed=5)
-    output = tmp_path_factory.mktemp("build")
-    result = build(
-        BuildConfig(
-            input=inputs,
-            output=output,
-            preset=get_preset("hyper400k", tile=64),
-            scheduler="synchronous",
-            split_fractions={"train": 1.0},
-            progress=False,
-        )
-    )
-    assert result.ok
-    return output
+    return training_build(tmp_path_factory, [("aviris-ng", "L2", 64, 64, 5)])
 
 
 def test_benchmark_pretrains_once_and_downstream_starts_from_the_pretrained_encoder(

@@ -18,6 +18,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from conftest import training_build
 from torch import nn
 
 from specaware.dssync import (
@@ -809,20 +810,7 @@ def test_a_missing_partner_fails_after_the_job_timeout_naming_step_and_group(
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A one-product build (AVIRIS-NG L2 on its real band grid, 64-pixel tiles) to pretrain on."""
-    from hyper400k.presets import get_preset
-    from hyper400k.synth import generate
-    from pipelines.build import BuildConfig, build
-
-    inputs = tmp_path_factory.mktemp("in")
-    generate("aviris-ng", "L2", 128, 128, inputs, seed=5)
-    output = tmp_path_factory.mktemp("build")
-    preset = get_preset("hyper400k", tile=64)
-    config = BuildConfig(
-        input=inputs, output=output, preset=preset, scheduler="synchronous", split_fractions={"train": 1.0},
-        progress=False,
-    )  # fmt: skip
-    assert build(config).ok
-    return output
+    return training_build(tmp_path_factory, [("aviris-ng", "L2", 128, 128, 5)])
 
 
 @pytest.mark.timeout(420)

@@ -7,10 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import training_build
 
-from hyper400k.presets import get_preset
-from hyper400k.synth import generate
-from pipelines.build import BuildConfig, build
 from specaware.dssync.launch import spawn
 
 STEPS = 8
@@ -19,23 +17,8 @@ STEPS = 8
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     """A small real build: AVIRIS-NG L2 and AVIRIS-3 L1 on their real band grids, 64-pixel tiles."""
-    inputs = tmp_path_factory.mktemp("in")
-    for seed in (5, 6):
-        generate("aviris-ng", "L2", 160, 128, inputs, seed=seed)
-    generate("aviris-3", "L1", 160, 128, inputs, seed=7)
-    output = tmp_path_factory.mktemp("build")
-    result = build(
-        BuildConfig(
-            input=inputs,
-            output=output,
-            preset=get_preset("hyper400k", tile=64),
-            scheduler="synchronous",
-            split_fractions={"train": 1.0},
-            progress=False,
-        )
-    )
-    assert result.ok
-    return output
+    products = [("aviris-ng", "L2", 160, 128, 5), ("aviris-ng", "L2", 160, 128, 6), ("aviris-3", "L1", 160, 128, 7)]
+    return training_build(tmp_path_factory, products)
 
 
 def _run(config: dict) -> float:
