@@ -244,7 +244,9 @@ def build_catalog(
         # Only the root and its few children are a pystac tree; Items are made, written and dropped one at a
         # time (13,040 Items with 425 bands each do not fit in memory together, and a collection holding
         # thousands of linked Items makes pystac's link lookups quadratic).
-        root.normalize_hrefs(str(out_dir), strategy=_layout(prefix))
+        # Normalised against the catalog file, not the folder: pystac takes a folder whose name has a dot (a
+        # staging folder such as ``.out.filtering-x1y2``) for a file and would lay everything out beside it.
+        root.normalize_hrefs(str(out_dir / CATALOG_FILE), strategy=_layout(prefix))
         root.catalog_type = pystac.CatalogType.SELF_CONTAINED  # links written relative (what save() sets)
         patch_index = out_dir / prefix / PATCH_INDEX_FILE
         for child in root.get_children():

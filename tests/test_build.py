@@ -52,7 +52,8 @@ def config(input_dir: Path, output: Path, **changes) -> BuildConfig:
 
 @pytest.fixture(scope="module")
 def built(products, tmp_path_factory):
-    output = tmp_path_factory.mktemp("build")
+    # a dot in the folder name, as in a user's "corpus.v1": pystac takes such a name for a file unless told
+    output = tmp_path_factory.mktemp("build") / "corpus.v1"
     return output, build(config(products, output))
 
 
