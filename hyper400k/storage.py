@@ -19,7 +19,7 @@ import hashlib
 import os
 import posixpath
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, BinaryIO, overload
 from urllib.parse import urlsplit
@@ -251,10 +251,8 @@ def remove(url: str) -> None:
     """Delete an object; a missing one is no error."""
     with naming(url):
         fs, path = _fs(url)
-        try:
+        with suppress(FileNotFoundError):
             fs.rm_file(path)
-        except FileNotFoundError:
-            pass
 
 
 def check_writable(location: str) -> None:
