@@ -63,7 +63,7 @@ def run_build(n: int, workers: int) -> dict[str, Any]:
     from dask.distributed import Client, LocalCluster, get_task_stream
 
     from hyper400k.presets import get_preset
-    from pipelines.build import BuildConfig, build
+    from pipelines.build import WORKER_PRELOAD, BuildConfig, build
     from pipelines.generation import load_committed
 
     inputs = products(n)
@@ -74,7 +74,11 @@ def run_build(n: int, workers: int) -> dict[str, Any]:
     began = time.perf_counter()
     with (
         LocalCluster(
-            n_workers=workers, threads_per_worker=1, dashboard_address=None, silence_logs=logging.ERROR
+            n_workers=workers,
+            threads_per_worker=1,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+            preload=[WORKER_PRELOAD],  # as the build's own cluster does: imports are paid at start-up
         ) as cluster,
         Client(cluster) as client,
         Sampler(children=True, folder=output, interval=0.1) as sampler,

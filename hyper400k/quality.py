@@ -361,7 +361,7 @@ def _zero_pixels_to_float16(tile: np.ndarray, pixels: np.ndarray | None) -> np.n
             if mask is not None:
                 part = tile[band, a:b]
                 np.multiply(part, np.float32(0), out=part, where=mask)
-            target[band, a:b].copy_(torch.from_numpy(np.ascontiguousarray(tile[band, a:b])))
+            target[band, a:b].copy_(torch.from_numpy(tile[band, a:b]))
     return data
 
 

@@ -67,10 +67,16 @@ class Sample:
 
     def encode(self) -> dict[str, bytes]:
         """The member bytes of this sample, keyed by member name (``data.npy`` …)."""
+        return {name: b"".join(parts) for name, parts in self.encode_parts().items()}
+
+    def encode_parts(self) -> dict[str, tuple[bytes | memoryview, ...]]:
+        """The members as the pieces that make them up, in order, without copying the arrays: a ``.npy``
+        member is its header followed by a view of the array's memory. A writer that streams the pieces
+        saves the two copies of a ~55 MB patch (into a buffer, then out of it) that :meth:`encode` costs."""
         return {
-            "data.npy": _npy(self.data),
-            "valid.npy": _npy(self.valid),
-            "meta.json": json.dumps(self.meta, allow_nan=False).encode(),
+            "data.npy": npy_parts(self.data),
+            "valid.npy": npy_parts(self.valid),
+            "meta.json": (json.dumps(self.meta, allow_nan=False).encode(),),
         }
 
     @classmethod
@@ -149,7 +155,12 @@ def _all_finite_float16(data: np.ndarray) -> bool:
     return True
 
 
-def _npy(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
-    return buffer.getvalue()
+def npy_parts(array: np.ndarray) -> tuple[bytes, memoryview]:
+    """The ``.npy`` encoding of ``array`` as (header, the array's bytes): joined, exactly what ``np.save`` writes.
+
+    Written by hand because ``np.save`` into a buffer copies the array twice (``tobytes``, then the buffer),
+    and a writer that can take the two pieces needs neither copy."""
+    array = np.ascontiguousarray(array)
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(array))
+    return header.getvalue(), memoryview(array.reshape(-1)).cast("B")

@@ -21,7 +21,7 @@ import json
 import os
 import random
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -45,6 +45,7 @@ _PAX_TYPES = (tarfile.XHDTYPE, tarfile.SOLARIS_XHDTYPE)
 _SKIPPED_TYPES = (tarfile.XGLTYPE,)
 
 Encoded = tuple[str, dict[str, bytes]]
+Buffer = bytes | bytearray | memoryview
 
 
 class ShardError(Exception):
@@ -58,12 +59,13 @@ class ShardError(Exception):
 
 @dataclass
 class ShardInfo:
-    """One finished shard: its file name (relative to the shard folder), sample count, size, sha256 and keys."""
+    """One finished shard: its file name (relative to the shard folder), sample count, size, sha256 (None when
+    its writer was told not to hash: a transient spool) and keys."""
 
     name: str
     samples: int
     bytes: int
-    sha256: str
+    sha256: str | None
     keys: list[str] = field(default_factory=list)
 
     def index_entry(self) -> dict[str, Any]:
@@ -92,20 +94,21 @@ def _padding(size: int) -> int:
 
 
 class _OpenShard:
-    """The shard in progress: a temp file plus the running byte count and sha256 of what was written."""
+    """The shard in progress: a temp file plus the running byte count and sha256 (if asked) of what was written."""
 
-    def __init__(self, final: Path) -> None:
+    def __init__(self, final: Path, checksum: bool) -> None:
         self.final = final
         self.temp = final.with_name(final.name + TEMP_SUFFIX)
-        self.sha = hashlib.sha256()
+        self.sha = hashlib.sha256() if checksum else None
         self.bytes = 0
         self.keys: list[str] = []
         self.file: BinaryIO = open(self.temp, "wb", buffering=_IO_BUFFER)
 
     def write(self, chunk: bytes | memoryview) -> None:
         self.file.write(chunk)
-        self.sha.update(chunk)
-        self.bytes += len(chunk)
+        if self.sha is not None:
+            self.sha.update(chunk)
+        self.bytes += memoryview(chunk).nbytes
 
     def finish(self) -> ShardInfo:
         """Write the end-of-archive marker, flush to disk and move the shard to its final name."""
@@ -115,7 +118,8 @@ class _OpenShard:
         self.file.close()
         os.replace(self.temp, self.final)
         _fsync_directory(self.final.parent)
-        return ShardInfo(self.final.name, len(self.keys), self.bytes, self.sha.hexdigest(), self.keys)
+        digest = self.sha.hexdigest() if self.sha is not None else None
+        return ShardInfo(self.final.name, len(self.keys), self.bytes, digest, self.keys)
 
     def discard(self) -> None:
         """Close (ignoring errors: the disk may be full) and delete the temp file."""
@@ -131,9 +135,13 @@ class ShardWriter:
     target gets a shard of its own. Keys must be unique within one writer. Use as a context manager: leaving
     the block normally closes the last shard; leaving it with an exception deletes the temp file of the shard
     in progress (finished shards stay). Re-running with the same prefix replaces shards of the same name.
+    ``checksum=False`` skips the sha256 (a fifth of a build task's CPU): for a transient file, such as a
+    product's spool, that is read back whole (and its tar structure checked) by the task that packs it.
     """
 
-    def __init__(self, out_dir: Path, prefix: str, target_bytes: int = 1_000_000_000) -> None:
+    def __init__(
+        self, out_dir: Path, prefix: str, target_bytes: int = 1_000_000_000, *, checksum: bool = True
+    ) -> None:
         if target_bytes <= 0:
             raise ValueError(f"target_bytes must be positive, got {target_bytes}")
         if not prefix or "/" in prefix:
@@ -141,6 +149,7 @@ class ShardWriter:
         self.out_dir = Path(out_dir)
         self.prefix = prefix
         self.target_bytes = target_bytes
+        self.checksum = checksum
         self.shards: list[ShardInfo] = []
         self._current: _OpenShard | None = None
         self._seen: set[str] = set()
@@ -159,23 +168,28 @@ class ShardWriter:
             self.abort()
 
     def write(self, sample: Sample) -> None:
-        """Check ``sample`` against the contract (:class:`~hyper400k.sample.SchemaError` if it breaks it), write it."""
-        sample.check()
-        self.write_encoded(sample.key, sample.encode())
+        """Check ``sample`` against the contract (:class:`~hyper400k.sample.SchemaError` if it breaks it), write it.
 
-    def write_encoded(self, key: str, members: dict[str, bytes]) -> None:
+        The arrays go from their own memory to the file (:meth:`~hyper400k.sample.Sample.encode_parts`)."""
+        sample.check()
+        self.write_encoded(sample.key, sample.encode_parts())
+
+    def write_encoded(self, key: str, members: Mapping[str, Buffer | tuple[Buffer, ...]]) -> None:
         """Write one sample given as raw member bytes (``{"data.npy": b"...", ...}``) without decoding it.
 
+        A member may also be a tuple of byte strings or views, written one after the other (no joined copy).
         Members are written in sorted name order so that output does not depend on dict order. Only the tar
         structure is checked here (key and member names); ``verify`` checks the sample contract.
         """
         if self._closed:
             raise ValueError("ShardWriter is closed")
-        self._check_names(key, members)
-        blocks = [
-            (_tar_header(f"{key}.{name}", len(members[name])), members[name]) for name in sorted(members)
-        ]
-        size = sum(len(header) + len(data) + _padding(len(data)) for header, data in blocks)
+        parts = {name: data if isinstance(data, tuple) else (data,) for name, data in members.items()}
+        self._check_names(key, parts)
+        blocks = []
+        for name in sorted(parts):
+            length = sum(memoryview(part).nbytes for part in parts[name])
+            blocks.append((_tar_header(f"{key}.{name}", length), parts[name], length))
+        size = sum(len(header) + length + _padding(length) for header, _, length in blocks)
         current = self._current
         if (
             current is not None
@@ -186,16 +200,17 @@ class ShardWriter:
         if self._current is None:
             final = self.out_dir / shard_name(self.prefix, len(self.shards))
             try:
-                self._current = _OpenShard(final)
+                self._current = _OpenShard(final, self.checksum)
             except OSError as exc:
                 self._closed = True
                 raise _write_error(final, exc) from exc
         shard = self._current
         try:
-            for header, data in blocks:
+            for header, pieces, length in blocks:
                 shard.write(header)
-                shard.write(memoryview(data))
-                shard.write(bytes(_padding(len(data))))
+                for piece in pieces:
+                    shard.write(memoryview(piece))
+                shard.write(bytes(_padding(length)))
         except OSError as exc:
             self.abort()
             raise _write_error(shard.final, exc) from exc
@@ -217,7 +232,7 @@ class ShardWriter:
             self._current.discard()
             self._current = None
 
-    def _check_names(self, key: str, members: dict[str, bytes]) -> None:
+    def _check_names(self, key: str, members: Mapping[str, tuple[Buffer, ...]]) -> None:
         if not key or "." in key or "/" in key:
             raise ValueError(
                 f"sample key {key!r} must be non-empty, without '.' or '/' (WebDataset splits on them)"
@@ -231,8 +246,9 @@ class ShardWriter:
                 raise ValueError(
                     f"sample {key!r}: member name {name!r} must be non-empty, without '/' or leading '_'"
                 )
-            if not isinstance(data, bytes | bytearray | memoryview):
-                raise TypeError(f"sample {key!r}: member {name!r} is {type(data).__name__}, not bytes")
+            for piece in data:
+                if not isinstance(piece, bytes | bytearray | memoryview):
+                    raise TypeError(f"sample {key!r}: member {name!r} is {type(piece).__name__}, not bytes")
 
     def _finish_current(self) -> None:
         shard = self._current

@@ -70,6 +70,7 @@ from pipelines.report import write_report
 
 log = logging.getLogger(__name__)
 DOWNLOADS = "downloads"  # under the output: what a manifest build fetches
+WORKER_PRELOAD = "pipelines.worker"  # imported by every worker as it starts: see that module
 
 
 @dataclass
@@ -243,6 +244,7 @@ def dask_client(scheduler: str | None, workers: int | None, stage: Callable[[str
         processes=True,
         dashboard_address=":0" if dashboard else None,  # any free port: machines are shared
         silence_logs=quiet,
+        preload=[WORKER_PRELOAD],
     ) as cluster:
         stage(
             f"dask: {n} local workers, dashboard at {cluster.dashboard_link}"

@@ -329,7 +329,6 @@ def _filtered_record(
         "quicklooks": looks,
         "dropped_quicklooks": dropped_looks,
         "spool_path": None,  # a filtered build keeps no spool: its samples live in its shards only
-        "spool_sha256": None,
     }
     return new, counts
 

@@ -167,3 +167,17 @@ def test_windows_in_flight_never_outnumber_worker_threads(tmp_path, monkeypatch)
     events = sorted([(min(starts[w]), 1) for w in starts] + [(max(stops[w]), -1) for w in starts])
     in_flight = [sum(change for _, change in events[: i + 1]) for i in range(len(events))]
     assert max(in_flight) <= 2 and min(in_flight) >= 0
+
+
+def test_the_builds_own_cluster_starts_its_workers_with_the_tiling_stack_imported():
+    """A worker of the build's LocalCluster has imported the tiling and packing code before any task reaches
+    it, so no build pays the ~3 s import on its first task (``pipelines.worker``)."""
+    import sys
+
+    from pipelines.build import dask_client
+
+    def loaded() -> list[str]:
+        return [name for name in ("pipelines.product_task", "pipelines.pack", "torch") if name in sys.modules]
+
+    with dask_client(None, 1, lambda message: None) as client:
+        assert list(client.run(loaded).values()) == [["pipelines.product_task", "pipelines.pack", "torch"]]

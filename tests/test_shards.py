@@ -23,7 +23,7 @@ import pytest
 import webdataset
 
 from hyper400k import shards
-from hyper400k.sample import META_FIELDS, SCHEMA_VERSION, Sample, SchemaError, sample_key
+from hyper400k.sample import META_FIELDS, SCHEMA_VERSION, Sample, SchemaError, npy_parts, sample_key
 from hyper400k.shards import (
     INDEX_NAME,
     ShardError,
@@ -413,3 +413,37 @@ def test_verify_follows_shards_in_group_subfolders(tmp_path, samples):
     assert verify_shards(tmp_path).ok
     shutil.copy(tmp_path / "aviris-ng-L1" / infos[0].name, tmp_path / "aviris-ng-L1" / "old-000000.tar")
     assert verify_shards(tmp_path).problems == ["aviris-ng-L1/old-000000.tar: shard not listed in index.json"]
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.arange(3 * 5 * 7, dtype=np.float16).reshape(3, 5, 7),
+        np.arange(4 * 6 * 6, dtype=np.float32).reshape(4, 6, 6)[:, :, 1:5].astype(np.float16),
+        np.arange(4 * 6 * 8, dtype=np.float16).reshape(4, 6, 8)[:, :, ::2],  # a strided view
+        np.eye(5, dtype=bool),
+        np.zeros((0, 3), dtype=np.float16),
+    ],
+)
+def test_npy_parts_are_the_bytes_np_save_writes(array):
+    """Samples stream their arrays without a copy; the bytes must stay those of ``np.save``, which every
+    WebDataset decoder reads."""
+    saved = io.BytesIO()
+    np.save(saved, array, allow_pickle=False)
+    assert b"".join(npy_parts(array)) == saved.getvalue()
+
+
+def test_a_writer_without_checksum_writes_the_same_bytes(tmp_path, samples):
+    """Spools skip the hash, not a byte: the same samples give the same tar, and the hash is simply absent."""
+    with ShardWriter(tmp_path / "plain", "s", 1 << 40) as hashed:
+        for sample in samples:
+            hashed.write(sample)
+    with ShardWriter(tmp_path / "spool", "s", 1 << 40, checksum=False) as unhashed:
+        for sample in samples:
+            unhashed.write(sample)
+    [with_hash], [without] = hashed.shards, unhashed.shards
+    assert without.sha256 is None and with_hash.sha256 is not None
+    assert (tmp_path / "spool" / without.name).read_bytes() == (
+        tmp_path / "plain" / with_hash.name
+    ).read_bytes()
+    assert with_hash.bytes == without.bytes == (tmp_path / "spool" / without.name).stat().st_size
