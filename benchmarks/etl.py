@@ -8,7 +8,7 @@
   published script's approach). In ``--quick`` mode the peer compresses only the first row of tiles
   and its rate is input bytes of those tiles per second (its read of the whole scene is still timed).
 Each contender runs in a fresh process, so ``peak_rss_mb`` is that process's own peak. On the short
-product ours and the limit run twice, alternately, and each keeps its faster run (its CPU time and
+product ours and the limit run three times, alternately, and each keeps its faster run (its CPU time and
 QA timings come from that run). Ours is also run on a product twice as long, to show that its peak
 RSS does not grow with the product.
 Ours also times its per-tile QA (``TileAssessor.assess``: validity rules, QA statistics, float16
@@ -32,7 +32,7 @@ import numpy as np
 from benchmarks.common import Sampler, cached_product, warm_page_cache
 
 TILE = 256
-ROUNDS = 2  # ours and the limit run alternately, best of each: a shared machine's load changes by the minute
+ROUNDS = 3  # ours and the limit run alternately, best of each: a shared machine's load changes by the minute
 
 
 class StageTimer:

@@ -59,12 +59,9 @@ def tile_transform(transform: Affine6 | None, row: int, col: int) -> Affine6 | N
 def iter_tiles(scene: Scene, grid: TileGrid, *, reuse_buffer: bool = False) -> Iterator[Tile]:
     """Tiles in row-major order; at most one ``(C, size, W)`` strip buffer is alive at a time.
 
-    With ``reuse_buffer`` a tile's ``data`` is valid only until the next tile is asked for, and may be
-    changed by its consumer (the build's QA zeroes values in place). It is then a view into the strip
-    when tiles do not overlap (stride ≥ size) and the tile lies whole inside the scene's width, or else
-    one buffer shared by every tile. A consumer done with each tile before asking for the next (the
-    build) saves the copy of every ~100 MB tile, and the page faults of a fresh allocation, which cost
-    half as much again as filling it."""
+    With ``reuse_buffer`` every tile's ``data`` is the same array, overwritten by the next tile: a
+    consumer done with each tile before asking for the next (the build) saves a fresh ~100 MB
+    allocation per tile, whose page faults cost half as much again as filling it."""
     meta = scene.meta
     rows = grid.starts(meta.lines, grid.origin_row)
     cols = grid.starts(meta.samples, grid.origin_col)
@@ -73,16 +70,10 @@ def iter_tiles(scene: Scene, grid: TileGrid, *, reuse_buffer: bool = False) -> I
     strip = np.full((meta.bands, grid.size, meta.samples), np.nan, dtype=np.float32)
     held: tuple[int, int] = (0, 0)  # scene lines [held0, held1) present at the top of ``strip``
     shared: np.ndarray | None = None
-    # Overlapping tiles share strip pixels (across columns, and across rows through the rolling buffer),
-    # so a consumer's changes to one would reach the next: they are copied out instead.
-    views = reuse_buffer and grid.stride >= grid.size
     for row in rows:
         held = _advance(scene, strip, held, row, grid.size)
         for col in cols:
             width = min(grid.size, meta.samples - col)
-            if views and width == grid.size:
-                yield Tile(row=row, col=col, data=strip[:, :, col : col + width])
-                continue
             tile = shared if shared is not None else np.empty((meta.bands, grid.size, grid.size), np.float32)
             if reuse_buffer:
                 shared = tile
