@@ -47,11 +47,21 @@ class ProductSummary:
 
 
 def iter_outcomes(
-    scene: Scene, preset: Preset, *, split: str, flight_line: str, segment: str | None = None
+    scene: Scene,
+    preset: Preset,
+    *,
+    split: str,
+    flight_line: str,
+    segment: str | None = None,
+    reuse_buffers: bool = False,
 ) -> Iterator[TileOutcome]:
-    """Every tile of the product on the preset's grid, assessed, as a Sample when kept."""
+    """Every tile of the product on the preset's grid, assessed, as a Sample when kept.
+
+    An outcome's ``data`` (the tile as read) lives only until the next outcome is asked for; with
+    ``reuse_buffers`` so does its sample's ``data``, for a consumer that writes each sample at once (the
+    build: see :class:`~hyper400k.quality.TileAssessor`)."""
     meta = scene.meta
-    assessor = TileAssessor(meta, preset.rules, preset.zero_water_bands)
+    assessor = TileAssessor(meta, preset.rules, preset.zero_water_bands, reuse_output=reuse_buffers)
     base = _product_fields(meta, preset, split, flight_line, segment)
     to_wgs84 = tile_footprint_transformer(meta.crs)
     for tile in iter_tiles(scene, preset.grid, reuse_buffer=True):  # TileOutcome.data is used at once

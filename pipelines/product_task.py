@@ -116,7 +116,12 @@ def _process(job: ProductJob, out: Path) -> dict[str, Any]:
         meta = scene.meta
         any_data = False
         for outcome in iter_outcomes(
-            scene, job.preset, split=job.split, flight_line=job.flight_line, segment=job.segment
+            scene,
+            job.preset,
+            split=job.split,
+            flight_line=job.flight_line,
+            segment=job.segment,
+            reuse_buffers=True,  # each sample is written (and its statistics taken) before the next tile
         ):
             summary.add(outcome)
             any_data = any_data or "no_data" not in outcome.quality.reasons
@@ -207,15 +212,16 @@ class BandStats:
         self.total_sq: np.ndarray | None = None
 
     def add(self, data: np.ndarray, valid: np.ndarray) -> None:
-        pixels = data[:, ::_STATS_STEP, ::_STATS_STEP][:, valid[::_STATS_STEP, ::_STATS_STEP]].astype(
-            np.float64
-        )
+        """Add one sample's float16 ``data``, whose invalid pixels are 0 (the sample contract): summing every
+        sampled pixel then equals summing the valid ones, with no gather of them. A float16 value's square
+        is exact in float32; the sums are float64."""
+        pixels = data[:, ::_STATS_STEP, ::_STATS_STEP].astype(np.float32).reshape(data.shape[0], -1)
         if self.total is None:
             self.total = np.zeros(data.shape[0])
             self.total_sq = np.zeros(data.shape[0])
-        self.count += pixels.shape[1]
-        self.total += pixels.sum(axis=1)
-        self.total_sq += np.square(pixels).sum(axis=1)
+        self.count += int(np.count_nonzero(valid[::_STATS_STEP, ::_STATS_STEP]))
+        self.total += pixels.sum(axis=1, dtype=np.float64)
+        self.total_sq += np.square(pixels).sum(axis=1, dtype=np.float64)
 
     def to_dict(self) -> dict[str, Any]:
         if self.total is None:

@@ -165,6 +165,47 @@ def test_samples_satisfy_the_contract(realdata):
     assert summary.kept == 6 and summary.dropped["invalid_value_fraction>0.2"] == 6
 
 
+def test_reused_buffers_give_the_same_samples_and_band_statistics(realdata):
+    """The build writes each sample before the next tile, so its float16 data reuses one buffer: the samples
+    (taken as they come) must be the ones fresh buffers give, and the band statistics, summed over every
+    pixel of the zeroed samples, must equal sums over the valid pixels gathered explicitly."""
+    from pipelines.product_task import BandStats
+
+    def samples(reuse: bool) -> tuple[list[tuple[str, bytes, np.ndarray]], BandStats]:
+        scene = mosaic_scene(realdata, NG_RDN, lines=100, samples=70, seed=3)
+        preset = get_preset("hyper400k", tile=32)
+        stats, seen = BandStats(), []
+        for outcome in iter_outcomes(scene, preset, split="train", flight_line="fl", reuse_buffers=reuse):
+            if outcome.sample is not None:
+                sample = outcome.sample
+                seen.append((sample.key, sample.data.tobytes(), sample.data))  # the array kept alive
+                stats.add(sample.data, sample.valid)
+        return seen, stats
+
+    fresh, fresh_stats = samples(reuse=False)
+    reused, reused_stats = samples(reuse=True)
+    assert [(k, b) for k, b, _ in reused] == [(k, b) for k, b, _ in fresh] and len(fresh) == 6
+    assert len({array.ctypes.data for _, _, array in reused}) == 1  # one buffer for every kept tile
+    assert len({array.ctypes.data for _, _, array in fresh}) == len(fresh)
+    assert reused_stats.to_dict() == fresh_stats.to_dict()
+
+    scene = mosaic_scene(realdata, NG_RDN, lines=100, samples=70, seed=3)
+    valid_sums = np.zeros(scene.meta.bands)
+    valid_squares = np.zeros(scene.meta.bands)
+    count = 0
+    for outcome in iter_outcomes(scene, get_preset("hyper400k", tile=32), split="train", flight_line="fl"):
+        if outcome.sample is not None:
+            sampled = outcome.sample.valid[::4, ::4]
+            pixels = outcome.sample.data[:, ::4, ::4][:, sampled].astype(np.float64)
+            valid_sums += pixels.sum(axis=1)
+            valid_squares += np.square(pixels).sum(axis=1)
+            count += int(sampled.sum())
+    totals = fresh_stats.to_dict()
+    assert totals["count"] == count
+    np.testing.assert_allclose(totals["sum"], valid_sums, rtol=1e-12)
+    np.testing.assert_allclose(totals["sum_sq"], valid_squares, rtol=1e-12)
+
+
 # --- The QA against a plain reference ----------------------------------------------------------------
 # TileAssessor.assess is written for speed (blocked passes, reused buffers, an in-place partition for
 # the SNR median). The reference below computes the same rules and statistics the plain way, one
