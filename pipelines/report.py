@@ -252,7 +252,7 @@ def _copy_quicklooks(folder: Path, output: Path, records: list[dict[str, Any]]) 
             source = output / "work" / "products" / record["product_id"] / name
             if not source.is_file():
                 continue
-            shutil.copyfile(source, target / name)
+            _link_or_copy(source, target / name)
             position = name.removesuffix(".png").rsplit("_", 2)
             status = f"dropped: {', '.join(reasons)}" if reasons else "kept"
             rows.append(f"| {position[-2]} {position[-1]} | {status} | ![{name}](quicklooks/{name}) |")
@@ -266,6 +266,20 @@ def _copy_quicklooks(folder: Path, output: Path, records: list[dict[str, Any]]) 
                 *rows,
             ]
     return lines
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Make ``target`` the file ``source`` is: a hard link (no bytes copied; a re-run finds it already there),
+    or a copy where links cannot be made. A product tiled again writes new quicklooks (new files), so a
+    target that is no longer the source's file is replaced."""
+    if target.exists():
+        if os.path.samefile(source, target):
+            return
+        target.unlink()
+    try:
+        os.link(source, target)
+    except OSError:  # a file system without hard links, or the work folder on another one
+        shutil.copyfile(source, target)
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -4,6 +4,7 @@ of a random sample of kept and dropped tiles per product, each with its position
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from hyper400k.presets import get_preset
 from hyper400k.quicklook import QuicklookSampler
 from hyper400k.synth import generate
 from pipelines.build import BuildConfig, build
-from pipelines.report import HISTOGRAM_FIELDS, qa_histogram_figure
+from pipelines.report import HISTOGRAM_FIELDS, qa_histogram_figure, write_report
 
 
 @pytest.fixture(scope="module")
@@ -80,5 +81,23 @@ def test_quicklooks_are_rendered_only_when_picked():
     rendered = []
     sampler = QuicklookSampler("p", kept=1, dropped=1)
     for index in range(50):
-        sampler.offer(f"k{index}", index, 0, lambda i=index: rendered.append(i) or np.zeros((1, 1, 3), np.uint8))
+        sampler.offer(
+            f"k{index}", index, 0, lambda i=index: rendered.append(i) or np.zeros((1, 1, 3), np.uint8)
+        )
     assert 1 <= len(rendered) < 50
+
+
+def test_report_quicklooks_are_links_that_follow_a_product_tiled_again(built, tmp_path):
+    """A re-run's report copies no quicklook bytes (at Hyper-400K size, ~65,000 PNGs per run): each is a hard
+    link to the product's own, and a product tiled again (new quicklook files) gets its new pictures."""
+    output, result = built
+    (record,) = result.records
+    name = record["quicklooks"][0]
+    source = output / "work" / "products" / record["product_id"] / name
+    shown = output / "report" / "quicklooks" / name
+    assert os.path.samefile(source, shown)
+    retiled = source.with_name(name + ".new")
+    retiled.write_bytes(source.read_bytes() + b"\0")  # what a new tiling run writes: a new file, renamed
+    os.replace(retiled, source)
+    write_report(output, result.records, result.failures, {})
+    assert shown.read_bytes() == source.read_bytes() and os.path.samefile(source, shown)
