@@ -19,13 +19,17 @@ its workers (process tree) and the peak bytes under the build folder ÷ the byte
 (the "no second copy" figure). The sampling is kept out of the timed runs: its walk of the process tree and
 the build folder costs the client ~10 ms a sample, CPU the workers share on a small machine.
 
+The ceiling: the tiling of the largest N's products, by one plain process and then split between two
+running at once (no Dask, no packing, no catalog), the faster of ``R`` alternating rounds each. Its ratio
+is the most two workers can get out of this machine for this work; the build's speedup is set against it.
+
 Part 2 writes one generation's index, patch table and catalog for 13,040 products and 400,000 patches from
 synthetic records (a real product's metadata, renamed and moved, each patch its own footprint; no pixels),
 in a fresh process whose own peak RSS is reported (the records included, as a build holds them), always at
 full size.
 
 Last line: one JSON object with ``runs`` (the kept run per N × workers), ``speedup_2_workers`` (per N, of the
-kept runs' wall times), ``walls_s`` (every run's wall time), ``metadata``.
+kept runs' wall times), ``walls_s`` (every run's wall time), ``parallel_ceiling``, ``metadata``.
 """
 
 from __future__ import annotations
@@ -150,6 +154,54 @@ def run_build(n: int, workers: int, *, sample: bool = False) -> dict[str, Any]:
         figures["disk_peak_over_corpus"] = round(sampler.peak_disk / corpus, 3)
     shutil.rmtree(output)  # the next build's disk figures must not count this one (and N = 192 is ~2 GB)
     return figures
+
+
+def _tile_all(jobs: list[Any]) -> float:
+    """Seconds this process takes to tile ``jobs`` one after the other (a pool process of the ceiling)."""
+    from pipelines.product_task import run_product
+
+    start = time.perf_counter()
+    for job in jobs:
+        run_product(job)
+    return time.perf_counter() - start
+
+
+def parallel_ceiling(n: int, rounds: int) -> dict[str, Any]:
+    """What two processes get out of this machine against one, for the build's own tiling work: the first
+    ``n`` products tiled by one plain process, then split between two running at once (spawned and warmed
+    beforehand, no Dask, no packing, no catalog). Alternating ``rounds`` times, the faster of each is kept.
+    Its ratio is the most any two-worker build can reach here: where the machine's two CPUs share execution
+    units or memory bandwidth (or its neighbours take some), it falls short of 2."""
+    from hyper400k.presets import get_preset
+    from pipelines.product_task import ProductJob
+
+    inputs = products(n)
+    data = sorted(
+        p for folder in sorted(inputs.iterdir()) for p in folder.iterdir() if p.name.endswith("_img")
+    )
+    work = OUT / "build-scale-ceiling"
+    preset = get_preset("hyper400k", tile=TILE)
+    jobs = [ProductJob(str(path), path.name, path.name[:18], "train", preset, str(work)) for path in data]
+    context = multiprocessing.get_context("spawn")
+    walls: dict[int, list[float]] = {1: [], 2: []}
+    with context.Pool(2) as pool:
+        pool.map(_tile_all, [jobs[:1], jobs[1:2]])  # imports and first-call set-up, in both processes
+        for _ in range(rounds):
+            start = time.perf_counter()
+            pool.apply(_tile_all, (jobs,))
+            walls[1].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            pool.map(_tile_all, [jobs[0::2], jobs[1::2]], chunksize=1)
+            walls[2].append(time.perf_counter() - start)
+    shutil.rmtree(work, ignore_errors=True)
+    best = {workers: min(seconds) for workers, seconds in walls.items()}
+    return {
+        "products": n,
+        "one_process_s": round(best[1], 2),
+        "two_processes_s": round(best[2], 2),
+        "ratio": round(best[1] / best[2], 2),
+        "walls_s": {str(k): [round(v, 2) for v in seconds] for k, seconds in walls.items()},
+    }
 
 
 def _task_figures(tasks: list[dict[str, Any]], start: float, wall: float, workers: int) -> dict[str, Any]:
@@ -348,9 +400,21 @@ def main() -> None:
         )
         for n in sizes
     }
+    ceiling = parallel_ceiling(max(sizes), args.rounds)
+    print(json.dumps(ceiling))
     metadata = run_metadata(HYPER400K_PRODUCTS, HYPER400K_PATCHES)
     print(json.dumps(metadata))
-    print(json.dumps({"runs": runs, "speedup_2_workers": speedup, "walls_s": walls, "metadata": metadata}))
+    print(
+        json.dumps(
+            {
+                "runs": runs,
+                "speedup_2_workers": speedup,
+                "walls_s": walls,
+                "parallel_ceiling": ceiling,
+                "metadata": metadata,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":
