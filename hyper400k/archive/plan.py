@@ -19,7 +19,7 @@ from hyper400k.archive.sources import era_of
 from hyper400k.manifest import ManifestEntry
 
 TILE = 256
-ETL_MB_S_PER_CORE = 233.0
+ETL_MB_S_PER_CORE = 253.0
 """Per-core tiling + QA + shard-writing throughput in MB/s of raster input (``benchmarks.etl --quick``)."""
 
 
