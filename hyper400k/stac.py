@@ -37,6 +37,7 @@ import os
 import re
 import shutil
 import tempfile
+import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -120,6 +121,9 @@ class ProductRecord:
     drop_reasons: dict[str, int] = field(default_factory=dict)
     source_url: str | None = None
     segment: str | None = None  # the numbered piece of the flight line, when the archive cuts it
+    # Files read from a download that was deleted after tiling, by role: where they are distributed
+    # (``href``, and ``member``: the file's name inside the archive at ``href``, when it came in one).
+    distributed_as: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def product_id(self) -> str:
@@ -654,12 +658,29 @@ def _product_item(record: ProductRecord) -> pystac.Item:
 
 
 def _asset(record: ProductRecord, role: str, path: str) -> pystac.Asset:
-    """A source file as an Asset: absolute href, media type, size, checksum; the data file gets the bands."""
+    """A source file as an Asset: absolute href, media type, size, checksum; the data file gets the bands.
+
+    A file whose download was deleted after tiling is named where it is distributed instead: its URL, or
+    for a member of a tarball the archive's URL (of the archive's media type) with the member's name in
+    ``hyper400k:archive_member`` and its size in ``hyper400k:member_size`` (``file:size`` would describe
+    the archive)."""
     file_path = _real_path(path)
+    origin = record.distributed_as.get(role)
     extra: dict[str, Any] = {}
     size = record.sizes.get(role)
     if size is None and file_path.is_file():
         size = file_path.stat().st_size
+    href, media_type = file_path.as_posix(), _media_type(file_path)
+    if origin is not None:
+        href = origin["href"]
+        if "member" in origin:
+            media_type = _archive_type(href)
+            extra["hyper400k:archive_member"] = origin["member"]
+            if size is not None:
+                extra["hyper400k:member_size"] = int(size)
+            size = None
+        else:
+            media_type = _media_type(Path(urllib.parse.urlsplit(href).path))
     if size is not None:
         extra["file:size"] = int(size)
     if role in record.checksums:
@@ -673,9 +694,9 @@ def _asset(record: ProductRecord, role: str, path: str) -> pystac.Asset:
         if meta["units"] != REFLECTANCE_UNITS:
             extra["unit"] = meta["units"]
     return pystac.Asset(
-        href=file_path.as_posix(),
+        href=href,
         title=_ASSET_TITLES.get(role, f"{role} companion"),
-        media_type=_media_type(file_path),
+        media_type=media_type,
         roles=["data"] if role == "data" else ["metadata"],
         extra_fields=extra,
     )
@@ -772,6 +793,12 @@ def sha256_multihash(checksum: str) -> str:
     if _MULTIHASH_SHA256.match(value):
         return value
     raise ValueError(f"not a SHA-256 hex digest or sha2-256 multihash: {checksum!r}")
+
+
+def _archive_type(url: str) -> str:
+    """The media type of a tarball by its name: gzip-compressed (``.tar.gz``, ``.tgz``) or plain."""
+    name = urllib.parse.urlsplit(url).path.lower()
+    return "application/gzip" if name.endswith((".gz", ".tgz")) else "application/x-tar"
 
 
 def _media_type(path: Path) -> str:

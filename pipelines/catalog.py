@@ -85,4 +85,5 @@ def _product_record(record: dict[str, Any]) -> ProductRecord:
         drop_reasons=record["dropped"],
         source_url=record.get("source_url"),
         segment=record.get("segment"),
+        distributed_as=record.get("distributed_as", {}),
     )

@@ -53,6 +53,18 @@ class Download:
     data: Path
     result: FetchResult
 
+    def origins(self, root: Path) -> dict[Path, dict[str, str]]:
+        """Where each file of this download is distributed, by its resolved path on disk: the entry's URL, and
+        for a tarball's member its name in the archive (extracted under ``root``, the folder fetched into).
+        What the catalog names as the source once the download is deleted."""
+        url = self.result.entry.url
+        if not self.result.extracted:
+            return {self.result.path.resolve(): {"href": url}}
+        return {
+            path.resolve(): {"href": url, "member": path.relative_to(root).as_posix()}
+            for path in self.result.extracted
+        }
+
     def discard(self, root: Path) -> None:
         """Delete the download (archive, extracted members, sidecars) and the folders it leaves empty under
         ``root``; what is already gone is skipped."""

@@ -81,7 +81,9 @@ def run_product(job: ProductJob) -> dict[str, Any]:
     try:
         if job.download is not None and job.download_dir is not None:
             fetched = fetch_product(job.download, Path(job.download_dir), job.product_id)
-        record = _process(replace(job, path=str(fetched.data)) if fetched else job, out)
+        discarded = fetched is not None and job.download_dir is not None and not job.keep_download
+        origins = fetched.origins(Path(job.download_dir)) if discarded else {}
+        record = _process(replace(job, path=str(fetched.data)) if fetched else job, out, origins)
     except FetchError as exc:
         return failed_record(job, str(exc))
     except (OSError, ProductError, ShardError, ValueError) as exc:
@@ -104,7 +106,9 @@ def failed_record(job: ProductJob, reason: str) -> dict[str, Any]:
     return {"status": "failed", "product_id": job.product_id, "path": job.path, "reason": reason}
 
 
-def _process(job: ProductJob, out: Path) -> dict[str, Any]:
+def _process(job: ProductJob, out: Path, origins: dict[Path, dict[str, str]]) -> dict[str, Any]:
+    """Tile one product into its spool and write its record. ``origins``: where the files of a download that
+    is deleted after tiling are distributed (see :meth:`Download.origins`), kept in the record by role."""
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     summary = ProductSummary()
@@ -164,6 +168,10 @@ def _process(job: ProductJob, out: Path) -> dict[str, Any]:
         "sizes": sizes,
         "input_bytes": sum(sizes.values()),
     }
+    if origins:  # the local files go once the record is durable: the catalog names these instead
+        record["distributed_as"] = {
+            role: origins[Path(p).resolve()] for role, p in meta.files.items() if Path(p).resolve() in origins
+        }
     tmp = out / (RECORD + ".tmp")
     tmp.write_text(json.dumps(record, allow_nan=False))
     os.replace(tmp, out / RECORD)

@@ -200,9 +200,25 @@ def test_downloads_live_only_while_their_product_is_tiled(
     assert built.ok and sorted(r["product_id"] for r in built.records) == sorted([NG, CLASSIC, AV3])
     assert seen == [set(), set(), set()]  # no product's download is still there when the next one is fetched
     assert not any(p.is_file() for p in (out / "downloads").rglob("*"))
-    # The source assets keep the sizes the products had when they were tiled.
+    # The downloads are gone, so the source assets name where the files are distributed, with the sizes they
+    # had when they were tiled: a tarball's member by the archive's URL and its name inside it, a single
+    # file by its own URL. No asset points into the deleted downloads.
     (ng_item,) = out.glob(f"generations/*/*/{NG}/{NG}.json")
-    assert json.loads(ng_item.read_text())["assets"]["data"]["file:size"] == 64 * 48 * 425 * 4
+    ng_assets = json.loads(ng_item.read_text())["assets"]
+    archive_url = server.url("/jpl/avng/y20/ang20200814t201229.tar.gz")
+    assert ng_assets["data"]["href"] == ng_assets["header"]["href"] == archive_url
+    assert ng_assets["data"]["type"] == "application/gzip" and "file:size" not in ng_assets["data"]
+    assert ng_assets["data"]["hyper400k:archive_member"] == f"ang20200814t201229_rdn_v2p9/{NG}"
+    assert ng_assets["header"]["hyper400k:archive_member"] == f"ang20200814t201229_rdn_v2p9/{NG}.hdr"
+    assert ng_assets["data"]["hyper400k:member_size"] == 64 * 48 * 425 * 4
+    assert ng_assets["data"]["bands"]  # the band list stays on the data asset
+    (av3_item,) = out.glob(f"generations/*/*/{AV3}/{AV3}.json")
+    av3_data = json.loads(av3_item.read_text())["assets"]["data"]
+    assert av3_data["href"] == server.url(f"/ornl/AV3_L1B_RDN/data/{AV3}.nc")
+    assert av3_data["type"] == "application/netcdf" and av3_data["file:size"] > 0
+    hrefs = [asset["href"] for item in out.glob("generations/*/*/*/*.json") for asset in
+             json.loads(item.read_text()).get("assets", {}).values()]  # fmt: skip
+    assert hrefs and not [href for href in hrefs if "downloads" in href]
 
     tarball = "/jpl/avng/y20/ang20200814t201229.tar.gz"
     assert len(server.requests_to(tarball)) == 1
