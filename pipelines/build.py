@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from dask.distributed import Client, LocalCluster, as_completed
+from dask.distributed import Client, Future, LocalCluster, as_completed
 
 from hyper400k import storage
 from hyper400k.discovery import list_input
@@ -508,7 +508,11 @@ def _run_on_cluster(
 ) -> list[Outcome]:
     """Product tasks in window order, one window per worker thread at a time; each window's packing task is
     submitted (ahead of any waiting product task) as soon as its last product is tiled, and the next window
-    opens when it is packed. Spools live about one window long and never pile up ahead of packing."""
+    opens when it is packed. Spools live about one window long and never pile up ahead of packing.
+
+    A packing task is given the futures of its products' tiling tasks rather than their records, so the
+    records go from worker to worker: the client, which shares the machine's cores with the workers on a
+    small cluster, neither walks nor serialises them into the task graph again."""
     outcomes: list[Outcome] = []
     if not fresh and not derived:
         return outcomes
@@ -517,6 +521,9 @@ def _run_on_cluster(
         window_of: dict[str, FreshWindow] = {}
         waiting: dict[str, set[str]] = {}
         products_of: dict[str, list[str]] = {}
+        tiled: dict[
+            str, Future
+        ] = {}  # product -> its tiling task, done and successful, until its window packs
 
         def submit_pack(spec: WindowSpec, members: list[Any], products: list[str]) -> None:
             key = f"pack-{spec.window_id}"
@@ -524,7 +531,10 @@ def _run_on_cluster(
             running.add(client.submit(pack_window, spec, *members, key=key, priority=10, retries=1))
 
         def window_ready(window: FreshWindow) -> None:
-            members = [records[job.product_id] for job in window.jobs]
+            members = [
+                tiled.pop(job.product_id) if job.product_id in tiled else records[job.product_id]
+                for job in window.jobs
+            ]
             submit_pack(window.spec, members, [job.product_id for job in window.jobs])
 
         queue = iter(fresh)
@@ -566,6 +576,7 @@ def _run_on_cluster(
             job = next(j for j in window.jobs if f"product-{j.product_id}" == future.key)
             try:
                 records[job.product_id] = future.result()
+                tiled[job.product_id] = future
             except Exception as exc:  # a worker died twice on this product (KilledWorker) or similar
                 if output_refused(exc):
                     raise
