@@ -11,8 +11,8 @@ Each contender runs in a fresh process, so ``peak_rss_mb`` is that process's own
 run twice in their process and the second run is timed: a build's worker tiles product after product, and
 the first run's one-off costs (the numeric libraries' lazy set-up) are reported apart (``*_cold_s``); the
 peak RSS is the first run's. On the short product ours and the limit do this three times, alternately,
-and each keeps its faster timed run (its CPU time and QA timings come from that run). Ours is also run on a product twice as long, to show that its peak
-RSS does not grow with the product.
+and each keeps its faster timed run (its CPU time and QA timings come from that run). Ours is also run on
+a product twice as long, to show that its peak RSS does not grow with the product.
 Ours also times its per-tile QA (``TileAssessor.assess``: validity rules, QA statistics, float16
 conversion) on its own, in wall and CPU time, and every contender reports its CPU time: on a shared
 machine the CPU-time ratio is the steadier one.

@@ -673,14 +673,12 @@ def _asset(record: ProductRecord, role: str, path: str) -> pystac.Asset:
     href, media_type = file_path.as_posix(), _media_type(file_path)
     if origin is not None:
         href = origin["href"]
-        if "member" in origin:
+        if "member" in origin:  # a single file keeps the type its name (the URL's, or the manifest's) gives
             media_type = _archive_type(href)
             extra["hyper400k:archive_member"] = origin["member"]
             if size is not None:
                 extra["hyper400k:member_size"] = int(size)
             size = None
-        else:
-            media_type = _media_type(Path(urllib.parse.urlsplit(href).path))
     if size is not None:
         extra["file:size"] = int(size)
     if role in record.checksums:

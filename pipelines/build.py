@@ -521,9 +521,8 @@ def _run_on_cluster(
         window_of: dict[str, FreshWindow] = {}
         waiting: dict[str, set[str]] = {}
         products_of: dict[str, list[str]] = {}
-        tiled: dict[
-            str, Future
-        ] = {}  # product -> its tiling task, done and successful, until its window packs
+        # product -> its tiling task, done and successful, until its window's packing task is submitted
+        tiled: dict[str, Future] = {}
 
         def submit_pack(spec: WindowSpec, members: list[Any], products: list[str]) -> None:
             key = f"pack-{spec.window_id}"

@@ -57,6 +57,11 @@ class ProductJob:
     download_dir: str | None = None
     keep_download: bool = False
 
+    @property
+    def deletes_download(self) -> bool:
+        """The task fetches its product itself and deletes the download once the record is durable."""
+        return self.download is not None and self.download_dir is not None and not self.keep_download
+
 
 def product_dir(work_dir: Path, product_id: str) -> Path:
     return work_dir / "products" / product_id
@@ -81,8 +86,9 @@ def run_product(job: ProductJob) -> dict[str, Any]:
     try:
         if job.download is not None and job.download_dir is not None:
             fetched = fetch_product(job.download, Path(job.download_dir), job.product_id)
-        discarded = fetched is not None and job.download_dir is not None and not job.keep_download
-        origins = fetched.origins(Path(job.download_dir)) if discarded else {}
+        origins = (
+            fetched.origins(Path(job.download_dir)) if fetched is not None and job.deletes_download else {}
+        )
         record = _process(replace(job, path=str(fetched.data)) if fetched else job, out, origins)
     except FetchError as exc:
         return failed_record(job, str(exc))
@@ -96,7 +102,7 @@ def run_product(job: ProductJob) -> dict[str, Any]:
     except Exception as exc:  # a bug must not stop the other products; keep the traceback for the report
         shutil.rmtree(out, ignore_errors=True)
         return failed_record(job, f"{exc!r}\n{traceback.format_exc(limit=3)}")
-    if fetched is not None and job.download_dir is not None and not job.keep_download:
+    if fetched is not None and job.deletes_download:
         fetched.discard(Path(job.download_dir))  # the record is durable: the spool now stands for the product
     return record
 
@@ -169,9 +175,8 @@ def _process(job: ProductJob, out: Path, origins: dict[Path, dict[str, str]]) ->
         "input_bytes": sum(sizes.values()),
     }
     if origins:  # the local files go once the record is durable: the catalog names these instead
-        record["distributed_as"] = {
-            role: origins[Path(p).resolve()] for role, p in meta.files.items() if Path(p).resolve() in origins
-        }
+        resolved = {role: Path(p).resolve() for role, p in meta.files.items()}
+        record["distributed_as"] = {role: origins[path] for role, path in resolved.items() if path in origins}
     tmp = out / (RECORD + ".tmp")
     tmp.write_text(json.dumps(record, allow_nan=False))
     os.replace(tmp, out / RECORD)
