@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,35 @@ ROOT = Path(__file__).resolve().parents[1]
 REALDATA = Path(os.environ.get("HYPER400K_REALDATA", ROOT.parent / "shared" / "realdata"))
 
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
+
+FAILED_MODULES = pytest.StashKey[set[str]]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    """Remember which modules had a failing test, so that their temporary folders are kept to look at."""
+    report = yield
+    if report.failed:
+        item.config.stash.setdefault(FAILED_MODULES, set()).add(item.module.__name__)
+    return report
+
+
+@pytest.fixture(scope="module", autouse=True)
+def module_temporaries_removed(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """Delete the folders a module's fixtures made once the module ends, unless one of its tests failed.
+
+    pytest keeps ``tmp_path_factory`` folders to the end of the run, and the generated products and builds of
+    all modules together come to several GB; removing them per module bounds the suite's disk to its largest
+    module's, on CI machines whose disk is shared. Passing tests' own folders go by the retention policy."""
+    base = tmp_path_factory.getbasetemp()
+    before = set(base.iterdir())
+    yield
+    if request.module.__name__ in request.config.stash.get(FAILED_MODULES, set()):
+        return
+    for path in set(base.iterdir()) - before:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
