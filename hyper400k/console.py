@@ -57,7 +57,7 @@ def exit_code_for(exc: BaseException) -> int:
     from hyper400k.errors import ProductError
     from hyper400k.shards import ShardError
 
-    if isinstance(exc, ProductError | ShardError) and isinstance(exc.__cause__, OSError):
+    if isinstance(exc, ProductError | ShardError) and _refused_by_the_system(exc.__cause__):
         return exit_code_for(exc.__cause__)  # a header that cannot be read, a shard that cannot be written
     if isinstance(exc, _INPUT_OS_ERRORS):
         return EXIT_INPUT
@@ -66,6 +66,14 @@ def exit_code_for(exc: BaseException) -> int:
     if isinstance(exc, ProductError | ShardError | ValueError | yaml.YAMLError):
         return EXIT_INPUT
     return EXIT_INTERNAL
+
+
+def _refused_by_the_system(cause: BaseException | None) -> bool:
+    """Whether an OS error behind a product or shard error came from the system (it carries an OS errno).
+
+    Libraries raise ``OSError`` without one for a file they cannot parse: rasterio's ``RasterioIOError`` for a
+    damaged GeoTIFF, netCDF4's negative NetCDF codes. Such a product is bad input, not a refusal."""
+    return isinstance(cause, OSError) and isinstance(cause.errno, int) and cause.errno > 0
 
 
 def report_exception(exc: BaseException, debug: bool) -> int:

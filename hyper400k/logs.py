@@ -10,6 +10,8 @@ Two libraries configure their own loggers and ignore the root level, so they are
 - DeepSpeed logs through its own ``DeepSpeed`` logger (own stdout handler, no propagation), and warns about the
   accelerator it picks while it is being imported. :func:`quiet_deepspeed` drops its records below ERROR (a
   logger filter survives the logger's re-configuration during DeepSpeed's import); training lets them through.
+- rasterio prints a traceback for a GDAL message that is not UTF-8 (a damaged raster quotes its broken bytes);
+  :mod:`hyper400k.gdal_messages` turns it into one log line.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+
+from hyper400k.gdal_messages import log_undecodable_gdal_messages
 
 FORMAT = "%(levelname)s %(name)s: %(message)s"
 DASK_LEVEL_VARIABLE = "DASK_LOGGING__DISTRIBUTED"
@@ -29,6 +33,7 @@ def configure_logging(verbose: bool) -> None:
     dask's own warnings (e.g. a worker process killed while the cluster shuts down) are not actionable: a task
     that fails is recorded with its reason by the build, which is what the user acts on.
     """
+    log_undecodable_gdal_messages()
     level = logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format=FORMAT, force=True)
     dask_level = logging.INFO if verbose else logging.ERROR

@@ -41,6 +41,9 @@ def open_product(
         return open_envi(path, companions=stated.companions, **options)
     if stated.companions:
         raise UnsupportedProductError(path, "'companions' overrides apply to ENVI products only")
+    # GDAL and netCDF call a file they may not read merely unreadable; Python names the refusal (exit code 3).
+    with open(path, "rb"):
+        pass
     return opener(path, **options)
 
 

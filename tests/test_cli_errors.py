@@ -5,10 +5,17 @@ The commands run as separate processes, as a user (or CI: no TTY, 40 columns) ru
 
 from __future__ import annotations
 
-import pytest
-from cli_process import error_lines, run_cli
+import os
+import subprocess
+import sys
 
-from hyper400k.console import EXIT_INPUT, EXIT_INTERNAL, EXIT_SYSTEM, report_exception
+import pytest
+from cli_process import ROOT, error_lines, run_cli
+from rasterio.errors import RasterioIOError
+
+from hyper400k.console import EXIT_INPUT, EXIT_INTERNAL, EXIT_SYSTEM, exit_code_for, report_exception
+from hyper400k.errors import ProductError
+from hyper400k.shards import ShardError
 
 
 def assert_one_error(process, code: int, *fragments: str) -> str:
@@ -95,3 +102,102 @@ def test_aviris_ng_header_with_braced_esri_wkt_inspects(tmp_path):
     assert process.returncode == 0, process.stderr
     meta = json.loads(process.stdout, parse_constant=lambda c: pytest.fail(f"non-standard JSON {c}"))
     assert meta["crs"] == "EPSG:32611" and meta["shape"] == [25, 30, 425]
+
+
+ENMAP_TILE = "enmap-potsdam/images/enmap_potsdam_tile_128_96.tif"
+
+
+def _caused(error: Exception, cause: BaseException) -> Exception:
+    error.__cause__ = cause
+    return error
+
+
+@pytest.mark.parametrize(
+    "exc, code",
+    [
+        # a library's OSError without an OS errno: the file is damaged, which is bad input
+        (
+            _caused(ProductError("/in/x.tif", "not a readable raster"), RasterioIOError("TIFFReadDirectory")),
+            2,
+        ),
+        (
+            _caused(
+                ProductError("/in/x.nc", "not a readable NetCDF file"), OSError(-101, "NetCDF: HDF error")
+            ),
+            2,
+        ),
+        # the system's refusals keep their own codes
+        (_caused(ProductError("/in/x.hdr", "cannot read"), PermissionError(13, "Permission denied")), 3),
+        (_caused(ShardError("/out/a.tar", "disk full"), OSError(28, "No space left on device")), 3),
+        (_caused(ProductError("/in/x.hdr", "cannot read"), FileNotFoundError(2, "No such file")), 2),
+    ],
+)
+def test_a_product_error_takes_its_code_from_an_os_refusal_only(exc, code):
+    assert exit_code_for(exc) == code
+
+
+def test_damaged_geotiff_is_a_one_line_input_error(realdata, tmp_path):
+    damaged = tmp_path / "enmap_tile.tif"
+    damaged.write_bytes((realdata / ENMAP_TILE).read_bytes()[:200])  # the first directory lies past the end
+    process = run_cli("pipelines.cli", "inspect", "--level", "L2", damaged)
+    assert_one_error(process, EXIT_INPUT, f"error: {damaged}: not a readable raster")
+
+
+def test_damaged_netcdf_is_a_one_line_input_error(tmp_path):
+    from hyper400k.synth import generate
+
+    product = generate("aviris-3", "L1", 16, 16, tmp_path, seed=3, fmt="netcdf")
+    product.write_bytes(product.read_bytes()[: product.stat().st_size // 2])
+    process = run_cli("pipelines.cli", "inspect", product)
+    assert_one_error(process, EXIT_INPUT, f"error: {product}: not a readable NetCDF file")
+
+
+def test_unreadable_geotiff_is_a_system_error_naming_it(realdata, tmp_path):
+    tile = tmp_path / "enmap_tile.tif"
+    tile.write_bytes((realdata / ENMAP_TILE).read_bytes())
+    process = run_cli("pipelines.cli", "inspect", "--level", "L2", tile, deny=[tile])
+    assert_one_error(process, EXIT_SYSTEM, f"error: {tile}: Permission denied")
+
+
+def _undecodable_gdal_message_tile(realdata, tmp_path):
+    """The real EnMAP tile with one byte of its GDAL metadata XML damaged (same length, so every offset holds):
+    GDAL's XML parser quotes the byte, which is not UTF-8, in its message."""
+    data = (realdata / ENMAP_TILE).read_bytes()
+    assert b'<Item name="' in data
+    damaged = tmp_path / "enmap_tile.tif"
+    damaged.write_bytes(data.replace(b'<Item name="', b'<Item \xd5m   "', 1))
+    return damaged
+
+
+def _assert_logged_not_printed(stderr: str) -> None:
+    for printed in ("Traceback", "Exception ignored", "UnicodeDecodeError"):
+        assert printed not in stderr, stderr
+    warnings = [line for line in stderr.splitlines() if line.startswith("WARNING rasterio._env:")]
+    assert any("for value of attribute" in line for line in warnings), stderr
+
+
+def test_gdal_message_that_is_not_utf8_is_one_warning_line_not_a_traceback(realdata, tmp_path):
+    damaged = _undecodable_gdal_message_tile(realdata, tmp_path)
+    process = run_cli("pipelines.cli", "inspect", "--level", "L2", damaged)
+    _assert_logged_not_printed(process.stderr)
+    assert_one_error(process, EXIT_INPUT, f"error: {damaged}:")
+
+
+def test_build_workers_log_gdal_messages_that_are_not_utf8_too(realdata, tmp_path):
+    """A Dask worker preloads ``pipelines.worker``, which installs the same hooks as the command lines."""
+    damaged = _undecodable_gdal_message_tile(realdata, tmp_path)
+    script = (
+        "import logging, sys; logging.basicConfig(format='%(levelname)s %(name)s: %(message)s')\n"
+        "import pipelines.worker\n"
+        "from hyper400k.errors import ProductError\n"
+        "from hyper400k.product import open_product\n"
+        "try:\n    open_product(sys.argv[1], level='L2')\n"
+        "except ProductError as exc:\n    print(exc)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.run(
+        [sys.executable, "-c", script, str(damaged)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert process.returncode == 0, process.stderr
+    _assert_logged_not_printed(process.stderr)
+    assert str(damaged) in process.stdout

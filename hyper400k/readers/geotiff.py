@@ -6,11 +6,13 @@ Band metadata is taken from the per-band tags GDAL writes for ENVI-derived raste
 
 from __future__ import annotations
 
+import warnings
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import rasterio
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from hyper400k.bands import check_band_centres, estimate_fwhm, unit_factor, wavelengths_from_band_names
@@ -21,6 +23,14 @@ from hyper400k.scene import Scene, SceneMeta
 from hyper400k.sensors import good_band_mask, sensor
 
 
+def open_raster(path: Path) -> rasterio.DatasetReader:
+    """``rasterio.open`` without its ``NotGeoreferencedWarning``: a raster without georeferencing is read as one
+    (no CRS, transform or footprint), so the warning, printed with a line of rasterio's code, tells nothing."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        return rasterio.open(path)
+
+
 class RasterioScene(Scene):
     """Lines come from windowed reads; nodata values become NaN; ``scale`` multiplies values."""
 
@@ -28,7 +38,7 @@ class RasterioScene(Scene):
         self.meta = meta
         self.path = path
         self._scale = scale
-        self._dataset = rasterio.open(path)
+        self._dataset = open_raster(path)
 
     def read_lines(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
         self._check_range(start, stop)
@@ -59,7 +69,7 @@ def open_geotiff(
     when: datetime | None = None,
 ) -> RasterioScene:
     try:
-        dataset = rasterio.open(path)
+        dataset = open_raster(path)
     except rasterio.errors.RasterioIOError as exc:
         raise ProductError(path, f"not a readable raster: {exc}") from exc
     with dataset:
