@@ -201,3 +201,20 @@ def test_build_workers_log_gdal_messages_that_are_not_utf8_too(realdata, tmp_pat
     assert process.returncode == 0, process.stderr
     _assert_logged_not_printed(process.stderr)
     assert str(damaged) in process.stdout
+
+
+def test_netcdf_with_a_damaged_crs_is_a_one_line_input_error(tmp_path):
+    import netCDF4
+
+    from hyper400k.synth import generate
+
+    product = generate("aviris-3", "L1", 16, 16, tmp_path, seed=3, fmt="netcdf")
+    with netCDF4.Dataset(product, "a") as root:
+        group = root.groups["radiance"]
+        mapping = group.variables[group.variables["radiance"].grid_mapping]
+        names = [name for name in ("spatial_ref", "crs_wkt") if name in mapping.ncattrs()]
+        assert names, mapping.ncattrs()
+        for name in names:
+            mapping.setncattr(name, 'PROJCRS["damaged')
+    process = run_cli("pipelines.cli", "inspect", product)
+    assert_one_error(process, EXIT_INPUT, f"error: {product}:", "holds no WKT CRS")

@@ -4,10 +4,15 @@ Layout: a group ``radiance`` or ``reflectance`` holding the cube variable of the
 ``wavelength`` and ``fwhm`` variables (nm, or µm by their ``units``), and a grid-mapping variable whose
 ``spatial_ref`` (WKT) and ``GeoTransform`` (GDAL order) attributes carry the rotated georeference
 (the CF/GDAL convention). Which dimension is the band axis is decided by the wavelength count.
+
+netCDF4 reports a damaged file as ``OSError`` when it opens it and as ``RuntimeError`` (a NetCDF or HDF5 error
+code) when it reads an attribute or a variable; both become a :class:`ProductError` naming the file.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -15,6 +20,7 @@ import netCDF4
 import numpy as np
 import xarray as xr
 from pyproj import CRS
+from pyproj.exceptions import CRSError
 
 from hyper400k.bands import check_band_centres, estimate_fwhm, unit_factor
 from hyper400k.errors import HeaderError, ProductError, UnsupportedProductError
@@ -29,8 +35,11 @@ PRODUCT_GROUPS = {"radiance": "L1", "reflectance": "L2"}
 class NetcdfScene(Scene):
     """Strips are sliced from the xarray variable, so only the requested lines are decoded."""
 
-    def __init__(self, meta: SceneMeta, dataset: xr.Dataset, variable: str, band_axis: int) -> None:
+    def __init__(
+        self, meta: SceneMeta, path: Path, dataset: xr.Dataset, variable: str, band_axis: int
+    ) -> None:
         self.meta = meta
+        self.path = path
         self._dataset = dataset
         self._variable = dataset[variable]
         dims = list(self._variable.dims)
@@ -41,9 +50,10 @@ class NetcdfScene(Scene):
         self._check_range(start, stop)
         strip = self._variable.isel({self._line_dim: slice(start, stop)})
         # mask-and-scale already turned _FillValue into NaN; a pixel with any non-finite band is fill.
-        cube = np.ascontiguousarray(
-            strip.transpose(self._band_dim, self._line_dim, self._sample_dim).values, dtype=np.float32
-        )
+        with damaged_file_errors(self.path, f"read of lines {start}-{stop} failed"):
+            cube = np.ascontiguousarray(
+                strip.transpose(self._band_dim, self._line_dim, self._sample_dim).values, dtype=np.float32
+            )
         cube[:, ~np.isfinite(cube).all(axis=0)] = np.nan
         if out is None:
             return cube
@@ -63,14 +73,41 @@ def open_netcdf(
     when: datetime | None = None,
 ) -> NetcdfScene:
     group = _product_group(path)
-    try:
-        dataset = xr.open_dataset(path, group=group, engine="netcdf4", mask_and_scale=True)
-    except (OSError, ValueError) as exc:
-        raise ProductError(path, f"cannot open NetCDF group '{group}': {exc}") from exc
     if scale is not None:
         raise UnsupportedProductError(
             path, "NetCDF products carry their own scale_factor; an explicit scale is refused"
         )
+    try:
+        dataset = xr.open_dataset(path, group=group, engine="netcdf4", mask_and_scale=True)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise ProductError(path, f"cannot open NetCDF group '{group}': {exc}") from exc
+    try:
+        with damaged_file_errors(path, f"cannot read NetCDF group '{group}'"):
+            meta, band_axis = _scene_meta(path, dataset, group, sensor_name, level, when)
+    except BaseException:
+        dataset.close()
+        raise
+    return NetcdfScene(meta, path, dataset, group, band_axis)
+
+
+@contextmanager
+def damaged_file_errors(path: Path, doing: str) -> Iterator[None]:
+    """What netCDF4 raises for a damaged file, as a :class:`ProductError` naming ``path`` and what was done."""
+    try:
+        yield
+    except (OSError, RuntimeError) as exc:
+        raise ProductError(path, f"{doing}: {exc}") from exc
+
+
+def _scene_meta(
+    path: Path,
+    dataset: xr.Dataset,
+    group: str,
+    sensor_name: str | None,
+    level: str | None,
+    when: datetime | None,
+) -> tuple[SceneMeta, int]:
+    """The scene metadata of an opened product group, and which axis of its cube holds the bands."""
     variable = dataset[group]
     for name in ("wavelength", "wavelengths"):
         if name in dataset:
@@ -117,14 +154,14 @@ def open_netcdf(
         fwhm_source=fwhm_source,
         notes=[f"NetCDF group '{group}'"],
     )
-    return NetcdfScene(meta, dataset, group, band_axis)
+    return meta, band_axis
 
 
 def _product_group(path: Path) -> str:
     try:
         with netCDF4.Dataset(path) as root:
             groups = [g for g in PRODUCT_GROUPS if g in root.groups]
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:
         raise ProductError(path, f"not a readable NetCDF file: {exc}") from exc
     if not groups:
         raise UnsupportedProductError(path, f"NetCDF file has none of the groups {sorted(PRODUCT_GROUPS)}")
@@ -152,6 +189,9 @@ def _georeference(
         raise HeaderError(path, f"GeoTransform is not 6 numbers: {geo!r}") from exc
     if len(gt) != 6:
         raise HeaderError(path, f"GeoTransform is not 6 numbers: {geo!r}")
-    crs = CRS.from_wkt(wkt)
+    try:
+        crs = CRS.from_wkt(wkt)
+    except CRSError as exc:
+        raise HeaderError(path, f"grid mapping '{mapping_name}' holds no WKT CRS: {exc}") from exc
     epsg = crs.to_epsg()
     return (f"EPSG:{epsg}" if epsg else crs.to_wkt()), (gt[1], gt[2], gt[0], gt[4], gt[5], gt[3])
