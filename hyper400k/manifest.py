@@ -34,6 +34,7 @@ import yaml
 
 from hyper400k.errors import ProductError
 from hyper400k.overrides import Overrides, parse_overrides
+from hyper400k.yaml_text import load_yaml
 
 TARBALL_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 _REMOTE_SCHEMES = frozenset({"http", "https"})
@@ -101,7 +102,7 @@ def _raw_entries(path: Path) -> list[Any]:
     except OSError as exc:
         raise ManifestError(path, f"cannot read manifest: {exc.strerror or exc}") from exc
     try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if path.suffix.lower() == ".json" else load_yaml(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise ManifestError(
             path, f"not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {exc}"

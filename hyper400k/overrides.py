@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from hyper400k.errors import HeaderError
+from hyper400k.yaml_text import load_yaml
 
 SIDECAR_SUFFIX = ".overrides.yaml"
 COMPANION_ROLES = ("loc", "obs")
@@ -89,7 +90,7 @@ def parse_overrides(raw: Any, source: str | Path, folder: Path) -> Overrides:
     if not isinstance(companions, dict) or set(companions) - set(COMPANION_ROLES):
         raise HeaderError(source, f"'companions' must map {' and/or '.join(COMPANION_ROLES)} to file names")
     return Overrides(
-        sensor=_optional_text(raw, "sensor", source),
+        sensor=_known_sensor(raw, source),
         level=_optional_text(raw, "level", source),
         scale=None if scale is None else float(scale),
         datetime=_parse_datetime(raw.get("datetime"), source),
@@ -107,7 +108,7 @@ def read_sidecar(product: str | Path) -> Overrides:
     except OSError as exc:
         raise HeaderError(path, f"cannot read overrides: {exc.strerror or exc}") from exc
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
     except yaml.YAMLError as exc:
         raise HeaderError(path, f"not valid YAML: {' '.join(str(exc).split())}") from exc
     return parse_overrides(raw, path, path.parent)
@@ -127,6 +128,19 @@ def _optional_text(raw: dict[str, Any], key: str, source: str | Path) -> str | N
     if value is not None and not isinstance(value, str):
         raise HeaderError(source, f"'{key}' must be text, got {value!r}")
     return value
+
+
+def _known_sensor(raw: dict[str, Any], source: str | Path) -> str | None:
+    """The stated sensor, checked here so that a misspelt one names the file that states it."""
+    from hyper400k.sensors import sensor
+
+    name = _optional_text(raw, "sensor", source)
+    if name is not None:
+        try:
+            sensor(name)
+        except ValueError as exc:
+            raise HeaderError(source, str(exc)) from None
+    return name
 
 
 def _parse_datetime(value: Any, source: str | Path) -> datetime | None:

@@ -8,13 +8,15 @@ from typing import Any, TypeVar
 
 import yaml
 
+from hyper400k.yaml_text import load_yaml
+
 T = TypeVar("T")
 
 
 def dataclass_from_yaml(cls: type[T], path: str | Path, what: str, **overrides: Any) -> T:
     """``cls(**values)`` from the YAML at ``path``; non-None ``overrides`` (e.g. from a CLI) win."""
     try:
-        values = yaml.safe_load(Path(path).read_text()) or {}
+        values = load_yaml(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ValueError(f"{path}: cannot read {what} config: {exc}") from exc
     values |= {k: v for k, v in overrides.items() if v is not None}

@@ -121,3 +121,36 @@ def test_bad_sidecar_is_a_clear_error(tmp_path):
     sidecar_path(data).write_text("scale: -2\n")
     with pytest.raises(ProductError, match=r"overrides.yaml: 'scale' must be a positive number"):
         open_product(data)
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        # PyYAML builds an unquoted date and fails on an impossible one with a bare ValueError
+        (
+            "level: L1\ndatetime: 2018-13-40\n",
+            r"not valid YAML: a value cannot be read \(month must be in 1\.\.12\)",
+        ),
+        ("sensor: avirisng\n", r"unknown sensor 'avirisng'; known: aviris-ng"),
+    ],
+    ids=["impossible-date", "unknown-sensor"],
+)
+def test_sidecar_with_an_impossible_value_names_the_sidecar(realdata, tmp_path, text, problem):
+    tile = tmp_path / Path(ENMAP).name
+    shutil.copyfile(realdata / ENMAP, tile)
+    sidecar_path(tile).write_text(text)
+    with pytest.raises(HeaderError, match=rf"^{sidecar_path(tile)}: {problem}"):
+        open_product(tile)
+
+
+def test_manifest_and_rule_set_with_an_impossible_date_name_their_file(tmp_path):
+    from hyper400k.quality import RuleSet
+
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text("- url: https://example.org/a.tar.gz\n  added: 2020-02-30\n")
+    with pytest.raises(ValueError, match=rf"^{manifest}: not valid YAML: .*day is out of range"):
+        load_manifest(manifest)
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("name: clear\nreviewed: 0000-01-01\nrules: []\n")
+    with pytest.raises(ValueError, match=rf"^{rules}: cannot read rule set: .*year 0 is out of range"):
+        RuleSet.from_yaml(rules)

@@ -18,6 +18,7 @@ import yaml
 
 from hyper400k.archive.product_list import ListedProduct
 from hyper400k.archive.sources import Download, Unavailable, locate
+from hyper400k.yaml_text import load_yaml
 
 
 @dataclass(frozen=True)
@@ -105,5 +106,5 @@ def _entry(download: Download) -> dict[str, Any]:
 
 def read_unavailable(path: Path) -> list[dict[str, Any]]:
     """The ``unavailable`` list a manifest records (empty when it has none); the file is already validated."""
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data = load_yaml(path.read_text(encoding="utf-8"))
     return list(data.get("unavailable") or []) if isinstance(data, dict) else []
