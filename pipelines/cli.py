@@ -17,6 +17,14 @@ from rich.console import Console
 from hyper400k.console import DEBUG_HELP, EXIT_FAILED, JsonOpt, ReportingGroup, emit_json, format_table
 from hyper400k.logs import configure_logging
 
+# What a product's files may not state, given on the command line (over its sidecar): inspect and tile.
+SensorOpt = Annotated[str | None, typer.Option(help="Override the sensor (needed only for 'other').")]
+LevelOpt = Annotated[str | None, typer.Option(help="Override the level: L1 or L2.")]
+ScaleOpt = Annotated[float | None, typer.Option(help="Multiply stored values by this to get physical units.")]
+WhenOpt = Annotated[
+    datetime | None, typer.Option("--datetime", help="Acquisition time (UTC) if the files lack it.")
+]
+
 app = typer.Typer(
     help="Airborne imaging-spectrometer products to a STAC-indexed WebDataset corpus.",
     no_args_is_help=True,
@@ -36,8 +44,6 @@ def main(
     configure_logging(verbose)
 
 
-
-
 def _reasons(counts: dict[str, int]) -> str:
     """``reason: count, …`` for drop counters, or ``none``."""
     return ", ".join(f"{reason}: {count}" for reason, count in sorted(counts.items())) or "none"
@@ -47,14 +53,10 @@ def _reasons(counts: dict[str, int]) -> str:
 def inspect(
     product: Annotated[Path, typer.Argument(help="Data file or ENVI header of a product.")],
     as_json: JsonOpt = False,
-    sensor: Annotated[str | None, typer.Option(help="Override the sensor (needed only for 'other').")] = None,
-    level: Annotated[str | None, typer.Option(help="Override the level: L1 or L2.")] = None,
-    scale: Annotated[
-        float | None, typer.Option(help="Multiply stored values by this to get physical units.")
-    ] = None,
-    when: Annotated[
-        datetime | None, typer.Option("--datetime", help="Acquisition time (UTC) if the files lack it.")
-    ] = None,
+    sensor: SensorOpt = None,
+    level: LevelOpt = None,
+    scale: ScaleOpt = None,
+    when: WhenOpt = None,
 ) -> None:
     """Print a product's scene metadata."""
     from hyper400k.product import open_product
@@ -105,6 +107,10 @@ def tile(
     size: Annotated[int | None, typer.Option(help="Tile size in pixels (default: the preset's).")] = None,
     stride: Annotated[int | None, typer.Option(help="Stride in pixels (default: the tile size).")] = None,
     as_json: JsonOpt = False,
+    sensor: SensorOpt = None,
+    level: LevelOpt = None,
+    scale: ScaleOpt = None,
+    when: WhenOpt = None,
 ) -> None:
     """Tile one product (for debugging): writes its kept samples as one shard and prints why tiles were dropped."""
     from hyper400k.patches import ProductSummary, iter_outcomes
@@ -115,7 +121,11 @@ def tile(
 
     chosen = get_preset(preset, size, stride)
     summary = ProductSummary()
-    with open_product(product) as scene, ShardWriter(output, scene.meta.product_id, 1 << 62) as writer:
+    overrides = dict(sensor=sensor, level=level, scale=scale, when=when)
+    with (
+        open_product(product, **overrides) as scene,
+        ShardWriter(output, scene.meta.product_id, 1 << 62) as writer,
+    ):
         name = identify(Path(scene.meta.files["data"]))
         flight_line = name.flight_line if name else scene.meta.product_id
         segment = name.segment if name else None

@@ -68,6 +68,25 @@ def test_integer_geotiff_without_scale_is_refused(tmp_path):
     assert open_product(path, scale=1e-4).read_all().max() == pytest.approx(0.12)
 
 
+def test_tile_takes_the_facts_a_geotiff_does_not_state(realdata, tmp_path):
+    tif = tmp_path / Path(ENMAP).name
+    shutil.copyfile(realdata / ENMAP, tif)
+    refused = run_cli("pipelines.cli", "tile", "--size", "16", tif, tmp_path / "refused")
+    assert refused.returncode == 2, refused.stderr
+    assert error_lines(refused) == [
+        f"error: {tif}: nothing states whether it holds radiance or reflectance: pass --level L1 or --level L2"
+    ]
+    assert not (tmp_path / "refused").exists()
+    process = run_cli(
+        "pipelines.cli", "tile", "--size", "16", "--level", "L2", "--json", tif, tmp_path / "out"
+    )
+    assert process.returncode == 0, process.stderr
+    report = json.loads(process.stdout)
+    assert report["kept"] + report["dropped_tiles"] == 4 and report["kept"] > 0  # a 32 x 32 tile, in 16 x 16
+    shards = list((tmp_path / "out").glob("*.tar"))
+    assert len(shards) == 1 and shards[0].stat().st_size > report["kept"] * 16 * 16 * 224 * 2
+
+
 def test_inspect_error_names_the_option(realdata, tmp_path):
     tif = tmp_path / Path(ENMAP).name
     shutil.copyfile(realdata / ENMAP, tif)
