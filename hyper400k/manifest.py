@@ -34,7 +34,7 @@ import yaml
 
 from hyper400k.errors import ProductError
 from hyper400k.overrides import Overrides, parse_overrides
-from hyper400k.yaml_text import load_yaml
+from hyper400k.text_files import load_yaml, read_text_file
 
 TARBALL_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 _REMOTE_SCHEMES = frozenset({"http", "https"})
@@ -98,7 +98,7 @@ def load_manifest(path: str | Path) -> list[ManifestEntry]:
 def _raw_entries(path: Path) -> list[Any]:
     """Load the file and return its list of entries, whichever of the two layouts it uses."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text_file(path)
     except OSError as exc:
         raise ManifestError(path, f"cannot read manifest: {exc.strerror or exc}") from exc
     try:

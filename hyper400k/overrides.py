@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from hyper400k.errors import HeaderError
-from hyper400k.yaml_text import load_yaml
+from hyper400k.text_files import load_yaml, read_text_file
 
 SIDECAR_SUFFIX = ".overrides.yaml"
 COMPANION_ROLES = ("loc", "obs")
@@ -102,7 +102,7 @@ def read_sidecar(product: str | Path) -> Overrides:
     """The overrides stated beside a product, or none when it has no sidecar."""
     path = sidecar_path(product)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text_file(path)
     except FileNotFoundError:
         return Overrides()
     except OSError as exc:

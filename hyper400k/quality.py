@@ -27,7 +27,7 @@ import yaml
 from hyper400k.scene import SceneMeta
 from hyper400k.sensors import sensor, water_band_mask
 from hyper400k.solar import apparent_reflectance_factor
-from hyper400k.yaml_text import load_yaml
+from hyper400k.text_files import load_yaml, read_text_file
 
 _SNR_ROW_STEP = 16  # the SNR proxy uses every 16th line: noise estimates need pixels, not all of them
 _COLUMN_CHECK_BANDS = 16  # stripe/dead-detector checks on this many evenly spaced good bands
@@ -114,7 +114,7 @@ class RuleSet:
     @classmethod
     def from_yaml(cls, path: Path) -> RuleSet:
         try:
-            spec = load_yaml(Path(path).read_text())
+            spec = load_yaml(read_text_file(path))
         except (OSError, yaml.YAMLError) as exc:
             raise ValueError(f"{path}: cannot read rule set: {exc}") from exc
         return cls.from_dict(spec or {}, str(path))

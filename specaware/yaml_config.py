@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from hyper400k.yaml_text import load_yaml
+from hyper400k.text_files import load_yaml, read_text_file
 
 T = TypeVar("T")
 
@@ -16,7 +16,7 @@ T = TypeVar("T")
 def dataclass_from_yaml(cls: type[T], path: str | Path, what: str, **overrides: Any) -> T:
     """``cls(**values)`` from the YAML at ``path``; non-None ``overrides`` (e.g. from a CLI) win."""
     try:
-        values = load_yaml(Path(path).read_text()) or {}
+        values = load_yaml(read_text_file(path)) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ValueError(f"{path}: cannot read {what} config: {exc}") from exc
     values |= {k: v for k, v in overrides.items() if v is not None}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -173,3 +174,31 @@ def test_manifest_and_rule_set_with_an_impossible_date_name_their_file(tmp_path)
     rules.write_text("name: clear\nreviewed: 0000-01-01\nrules: []\n")
     with pytest.raises(ValueError, match=rf"^{rules}: cannot read rule set: .*year 0 is out of range"):
         RuleSet.from_yaml(rules)
+
+
+@dataclass
+class NamedConfig:
+    name: str = ""
+
+
+def test_user_files_that_are_not_utf8_name_the_file(realdata, tmp_path):
+    """A binary or Latin-1 file given as a sidecar, manifest, rule set, id list or config: one line naming it."""
+    from hyper400k.archive.product_list import read_ids
+    from hyper400k.quality import RuleSet
+    from specaware.yaml_config import dataclass_from_yaml
+
+    latin1 = "name: Zürich\n".encode("latin-1")
+    tile = tmp_path / Path(ENMAP).name
+    shutil.copyfile(realdata / ENMAP, tile)
+    sidecar_path(tile).write_bytes(latin1)
+    readers = {
+        sidecar_path(tile): lambda: open_product(tile),
+        tmp_path / "manifest.yaml": lambda: load_manifest(tmp_path / "manifest.yaml"),
+        tmp_path / "rules.yaml": lambda: RuleSet.from_yaml(tmp_path / "rules.yaml"),
+        tmp_path / "ids.txt": lambda: read_ids(tmp_path / "ids.txt"),
+        tmp_path / "config.yaml": lambda: dataclass_from_yaml(NamedConfig, tmp_path / "config.yaml", "test"),
+    }
+    for path, read in readers.items():
+        path.write_bytes(latin1)
+        with pytest.raises(ValueError, match=rf"^{path}: not UTF-8 text \(invalid start byte at byte 7\)"):
+            read()

@@ -18,7 +18,7 @@ import yaml
 
 from hyper400k.archive.product_list import ListedProduct
 from hyper400k.archive.sources import Download, Unavailable, locate
-from hyper400k.yaml_text import load_yaml
+from hyper400k.text_files import load_yaml
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hyper400k.sensors import ProductName, identify
+from hyper400k.text_files import read_text_file
 
 PRESET_DIR = Path(__file__).resolve().parents[2] / "catalog" / "hyper400k"
 """Where the shipped list lives (one ``<sensor>_<level>.txt`` per sensor × level)."""
@@ -64,7 +65,7 @@ def load_preset(directory: Path = PRESET_DIR) -> list[ListedProduct]:
 def read_ids(path: Path) -> list[ListedProduct]:
     """Identifiers from a text file (one a line; blank lines and ``#`` comments skipped), each identified."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = read_text_file(path).splitlines()
     except OSError as exc:
         raise ProductListError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     products = []

@@ -37,6 +37,7 @@ import scipy.io
 import torch
 
 from hyper400k.product import open_product
+from hyper400k.text_files import read_text_file
 
 PROTOCOLS = ("blocks", "per_class", "fixed")
 
@@ -162,7 +163,7 @@ def read_wavelength_table(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     below 30 are taken as micrometres and converted to nm (no sensor has a band centre below 30 nm).
     """
     rows = []
-    for line in Path(path).read_text().splitlines():
+    for line in read_text_file(path).splitlines():
         parts = line.replace(",", " ").split()
         try:
             rows.append([float(p) for p in parts])
