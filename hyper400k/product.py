@@ -42,8 +42,7 @@ def open_product(
     if stated.companions:
         raise UnsupportedProductError(path, "'companions' overrides apply to ENVI products only")
     # GDAL and netCDF call a file they may not read merely unreadable; Python names the refusal (exit code 3).
-    with open(path, "rb"):
-        pass
+    path.open("rb").close()
     return opener(path, **options)
 
 

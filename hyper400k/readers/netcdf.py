@@ -158,11 +158,8 @@ def _scene_meta(
 
 
 def _product_group(path: Path) -> str:
-    try:
-        with netCDF4.Dataset(path) as root:
-            groups = [g for g in PRODUCT_GROUPS if g in root.groups]
-    except (OSError, RuntimeError) as exc:
-        raise ProductError(path, f"not a readable NetCDF file: {exc}") from exc
+    with damaged_file_errors(path, "not a readable NetCDF file"), netCDF4.Dataset(path) as root:
+        groups = [g for g in PRODUCT_GROUPS if g in root.groups]
     if not groups:
         raise UnsupportedProductError(path, f"NetCDF file has none of the groups {sorted(PRODUCT_GROUPS)}")
     return groups[0]
